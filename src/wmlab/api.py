@@ -1,0 +1,163 @@
+"""The Python API that the ``wmlab`` command line is a thin layer over.
+
+Each function takes the same ``key=value`` settings as its command (values may be strings, as typed on the
+command line, or Python values) and returns a plain summary dict.
+
+    import wmlab.api as wm
+    wm.collect(env="dmc:walker_walk", episodes=10, out="data/walker")
+    wm.train("world_model", data="data/walker", run_dir="runs/walker", preset="small")
+    wm.evaluate("runs/walker")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wmlab import config as C
+from wmlab.config import ConfigError
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class CollectConfig:
+    env: str = _doc("environment id, e.g. dmc:walker_walk, metaworld:drawer-open, procgen:coinrun",
+                    "dmc:walker_walk")
+    out: str = _doc("episode store to write (created if missing, appended to if present)", "data/collect")
+    episodes: int = _doc("number of episodes", 10)
+    workers: int = _doc("worker processes", 1)
+    policy: str = _doc("random | sticky (repeat the last action with probability sticky_prob)", "random")
+    max_steps: int | None = _doc("episode length cap in agent steps (after action repeat); none: the env's own",
+                                 None)
+    seed: int = _doc("seed of the first episode; episode i uses seed + i (for Procgen: the level)", 0)
+    size: tuple[int, int] = _doc("image size (height, width)", (64, 64))
+    action_repeat: int = _doc("repeat each action this many env steps", 1)
+    split: str | None = _doc("split recorded in each episode's metadata (train / test)", None)
+    progress: bool = _doc("show a progress bar", True)
+
+
+def collect(**settings: Any) -> dict[str, Any]:
+    """Collect episodes from an environment into an episode store."""
+    from wmlab.envs.collect import collect as run_collect
+
+    cfg = C.apply(CollectConfig(), settings)
+    return run_collect(cfg.env, cfg.out, cfg.episodes, workers=cfg.workers, policy=cfg.policy,
+                       max_steps=cfg.max_steps, seed=cfg.seed, size=cfg.size, action_repeat=cfg.action_repeat,
+                       split=cfg.split, progress=cfg.progress)
+
+
+def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> tuple[Any, Any]:
+    """Resolve a job's config for ``run_dir``: a new run gets defaults ← preset ← overrides; an existing run
+    folder resumes from its saved config (with any overrides, e.g. more steps, on top)."""
+    from wmlab import jobs
+
+    job = jobs.get(job_name)
+    run_dir = Path(str(overrides.pop("run_dir", None) or f"runs/{job_name}"))
+    saved = run_dir / "config.yaml"
+    if saved.exists():
+        info = _run_info(run_dir)
+        if info.get("job") != job_name:
+            raise ConfigError(f"{run_dir} holds a {info.get('job')!r} run, not {job_name!r}; "
+                              f"choose another run_dir=")
+        if preset and preset != info.get("preset"):
+            raise ConfigError(f"{run_dir} was started with preset={info.get('preset')}; a preset cannot change "
+                              f"on resume (choose a new run_dir= for preset={preset})")
+        cfg = C.apply(C.load(job.config_cls, saved), overrides)
+    else:
+        cfg = C.resolve(job.config_cls(), job.presets, preset, overrides)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    C.save(cfg, saved)
+    from wmlab import __version__
+
+    (run_dir / "run.json").write_text(json.dumps({"job": job_name, "preset": preset, "wmlab": __version__}))
+    return job, cfg
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a wmlab run folder (no run.json); "
+                                f"train one with `wmlab train <job> run_dir={run_dir}`")
+    return json.loads(path.read_text())
+
+
+def train(job_name: str, preset: str | None = None, **overrides: Any) -> Any:
+    """Train job ``job_name`` (see :func:`wmlab.jobs.names`); the same ``run_dir`` again resumes."""
+    job, cfg = prepare_run(job_name, preset, **overrides)
+    return job.run(cfg)
+
+
+def evaluate(run_dir: str, **overrides: Any) -> Any:
+    """Evaluate a trained run folder on its held-out data and write its report."""
+    from wmlab import jobs
+
+    run = Path(run_dir)
+    info = _run_info(run)
+    job = jobs.get(info["job"])
+    if job.evaluate is None:
+        raise ConfigError(f"job {info['job']!r} has no evaluation")
+    cfg = C.load(job.config_cls, run / "config.yaml")
+    return job.evaluate(cfg, **overrides)
+
+
+def data_info(data: str) -> dict[str, Any]:
+    from wmlab.data import info
+
+    return info(data)
+
+
+def data_import(src: str, out: str, format: str | None = None, size: Any = None, **options: Any) -> dict[str, Any]:
+    from wmlab.data.formats import import_data
+
+    if isinstance(size, str):
+        size = tuple(int(v) for v in size.strip("()[] ").split(","))
+    store = import_data(src, out, format=format, size=size, **options)
+    return {"out": str(out), "episodes": len(store), "steps": store.num_steps}
+
+
+def data_export(data: str, out: str, format: str = "npz", **options: Any) -> dict[str, Any]:
+    from wmlab.data.formats import export_data
+    from wmlab.data.store import EpisodeStore
+
+    export_data(EpisodeStore(data, mode="r"), out, format=format, **options)
+    return {"out": str(out), "format": format}
+
+
+def data_verify(data: str) -> list[Any]:
+    from wmlab.data.verify import verify
+
+    return verify(data)
+
+
+def quickstart(**settings: Any) -> dict[str, Any]:
+    from wmlab.quickstart import run_quickstart
+
+    return run_quickstart(**settings)
+
+
+def bench(names: list[str], **settings: Any) -> int:
+    """Run benchmark scripts from the source checkout's ``benchmarks/`` folder (all, or those named)."""
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no benchmarks/ folder at {root}; benchmarks run from a source checkout")
+    scripts = sorted(root.glob("bench_*.py"))
+    known = {s.stem.removeprefix("bench_"): s for s in scripts}
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(known)}")
+    extra = [f"--{k}={v}" if v not in ("", None, True, "true") else f"--{k}" for k, v in settings.items()]
+    code = 0
+    for name in names or list(known):
+        code |= subprocess.call([sys.executable, str(known[name]), *extra])
+    return code

@@ -1,0 +1,161 @@
+"""The ``wmlab`` command line: a thin layer over :mod:`wmlab.api`.
+
+Every command takes ``key=value`` arguments (``a.b.c=value`` for nested keys); ``--help`` after a command
+lists its keys with their defaults and meaning.
+
+    wmlab collect env=dmc:walker_walk episodes=20 out=data/walker
+    wmlab train world_model data=data/walker run_dir=runs/walker preset=small
+    wmlab eval runs/walker
+    wmlab data info data/walker
+    wmlab data import src=videos/ out=data/videos size=64,64
+    wmlab data export data/walker out=exports/walker format=npz
+    wmlab data verify data/walker
+    wmlab quickstart
+    wmlab bench store
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from wmlab.config import ConfigError, describe, parse_overrides
+
+USAGE = __doc__
+
+
+def _split(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional arguments and key=value overrides."""
+    positional = [a for a in args if "=" not in a and not a.startswith("-")]
+    return positional, parse_overrides([a for a in args if "=" in a])
+
+
+def _print_keys(cfg: Any, title: str) -> None:
+    print(title)
+    for key, value, doc in describe(cfg):
+        print(f"  {key}={value!s:<20} {doc}")
+
+
+def _print(result: Any) -> None:
+    if result is None:
+        return
+    if isinstance(result, (dict, list)):
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(result)
+
+
+def cmd_collect(args: list[str]) -> Any:
+    from wmlab import api
+
+    if "--help" in args or "-h" in args:
+        _print_keys(api.CollectConfig(), "wmlab collect key=value ...")
+        return None
+    _, kv = _split(args)
+    return api.collect(**kv)
+
+
+def cmd_train(args: list[str]) -> Any:
+    from wmlab import api, jobs
+
+    positional, kv = _split(args)
+    if not positional:
+        raise ConfigError(f"wmlab train needs a job name: one of {', '.join(jobs.names())}")
+    if "--help" in args or "-h" in args:
+        job = jobs.get(positional[0])
+        _print_keys(job.config_cls(), f"wmlab train {positional[0]} key=value ...  presets: {', '.join(job.presets)}")
+        return None
+    return api.train(positional[0], **kv)
+
+
+def cmd_eval(args: list[str]) -> Any:
+    from wmlab import api
+
+    positional, kv = _split(args)
+    if len(positional) != 1:
+        raise ConfigError("usage: wmlab eval <run_dir> [key=value ...]")
+    return api.evaluate(positional[0], **kv)
+
+
+def cmd_data(args: list[str]) -> Any:
+    from wmlab import api
+
+    positional, kv = _split(args)
+    if not positional or positional[0] not in ("info", "import", "export", "verify"):
+        raise ConfigError("usage: wmlab data {info,import,export,verify} [PATH] [key=value ...]")
+    verb, rest = positional[0], positional[1:]
+    if rest:
+        kv.setdefault("src" if verb == "import" else "data", rest[0])
+    if verb == "info":
+        return api.data_info(**kv)
+    if verb == "import":
+        return api.data_import(**kv)
+    if verb == "export":
+        return api.data_export(**kv)
+    problems = api.data_verify(**kv)
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"{len(problems)} problem(s) found")
+    return 1 if problems else 0
+
+
+def cmd_quickstart(args: list[str]) -> Any:
+    from wmlab import api
+
+    if "--help" in args or "-h" in args:
+        from wmlab.quickstart import QuickstartConfig
+
+        _print_keys(QuickstartConfig(), "wmlab quickstart key=value ...")
+        return None
+    _, kv = _split(args)
+    return api.quickstart(**kv)
+
+
+def cmd_bench(args: list[str]) -> Any:
+    from wmlab import api
+
+    positional, kv = _split(args)
+    return api.bench(positional, **kv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], Any]] = {
+    "collect": cmd_collect,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "data": cmd_data,
+    "quickstart": cmd_quickstart,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"wmlab: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        result = command(argv[1:])
+    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+        # User errors: one line naming the bad value and the fix, no traceback (WMLAB_DEBUG=1 shows it).
+        if os.environ.get("WMLAB_DEBUG"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"wmlab {argv[0]}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    _print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

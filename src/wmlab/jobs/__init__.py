@@ -1,0 +1,38 @@
+"""Trainable jobs by name: ``wmlab train <job>``.
+
+A job is a config dataclass, presets (dicts holding only their differences from the defaults), a ``run``
+function that trains in a run folder, and an ``evaluate`` function that reads a finished run folder.
+Jobs are imported lazily, so a job's heavy dependencies load only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from wmlab.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    config_cls: type
+    run: Callable[[Any], Any]
+    evaluate: Callable[..., Any] | None = None
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+_MODULES = {
+    "world_model": "wmlab.jobs.world_model",
+}
+
+
+def names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get(name: str) -> Job:
+    if name not in _MODULES:
+        raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(names())}")
+    return importlib.import_module(_MODULES[name]).JOB
