@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(VENV)/bin/wmlab bench
 
 clean:
 	rm -rf $(VENV) runs
