@@ -1,0 +1,1 @@
+"""Readers that turn other datasets into wmlab episodes (registered in :mod:`wmlab.data.formats`)."""
