@@ -1,0 +1,112 @@
+"""The command line end to end on tiny settings: every command, its debug preset, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wmlab.cli import main
+from wmlab.data import EpisodeStore, make_flags
+
+
+def moving_square_store(root: Path, episodes: int = 8, length: int = 24, size: int = 16) -> Path:
+    """A tiny store whose frames follow the actions: a bright square pushed around a dark frame."""
+    store = EpisodeStore(root, mode="a")
+    rng = np.random.default_rng(0)
+    for e in range(episodes):
+        image = np.zeros((length, size, size, 3), np.uint8)
+        action = rng.uniform(-1, 1, (length, 2)).astype(np.float32)
+        action[-1] = 0
+        pos = np.array([size / 2, size / 2])
+        for t in range(length):
+            y, x = pos.astype(int)
+            image[t, max(0, y - 2):y + 2, max(0, x - 2):x + 2] = 255
+            pos = np.clip(pos + 2 * action[t], 2, size - 2)
+        episode = {"image": image, "action": action, "reward": rng.normal(size=length).astype(np.float32),
+                   **make_flags(length)}
+        store.add(episode, {"split": "test" if e >= episodes - 2 else "train"})
+    return root
+
+
+def run_cli(*args: str, capsys=None) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr() if capsys else ("", "")
+    return code, out, err
+
+
+def test_help_and_unknown_command(capsys):
+    assert run_cli("--help", capsys=capsys)[0] == 0
+    code, _, err = run_cli("fly", capsys=capsys)
+    assert code == 2 and "unknown command 'fly'" in err
+    code, out, _ = run_cli("train", "world_model", "--help", capsys=capsys)
+    assert code == 0 and "model.rssm.deter=" in out and "presets: debug" in out
+
+
+def test_train_eval_resume(tmp_path, capsys):
+    data = moving_square_store(tmp_path / "store")
+    run = tmp_path / "run"
+    code, out, err = run_cli("train", "world_model", "preset=debug", f"data={data}", f"run_dir={run}",
+                             "trainer.steps=6", "trainer.ckpt_every=3", capsys=capsys)
+    assert code == 0, err
+    assert (run / "config.yaml").exists() and (run / "checkpoints" / "last").read_text().strip() == "00000006"
+    saved = (run / "config.yaml").read_text()
+    assert "deter: 32" in saved  # the debug preset was resolved and saved
+    # Same run_dir again resumes: more steps continue from the last checkpoint.
+    code, _, err = run_cli("train", "world_model", f"run_dir={run}", "trainer.steps=9", capsys=capsys)
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 9 and len(set(steps)) == len(steps)
+    code, out, err = run_cli("eval", str(run), capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["eval split"] == "test" and result["checkpoint step"] == 9
+    assert len(result["per_step"]["psnr"]) == 8 and len(result["per_step"]["baseline_psnr"]) == 8
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/gif;base64") == 2 and "PSNR copy-last" in html and "Training losses" in html
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run_cli("train", "world_model", "preset=debug", "model.rssm.detr=3",
+                           f"run_dir={tmp_path / 'r1'}", capsys=capsys)
+    assert code == 2 and "model.rssm.detr" in err and "model.rssm.deter" in err and err.count("\n") == 1
+    code, _, err = run_cli("train", "world_model", "preset=debug", f"data={tmp_path / 'missing'}",
+                           f"run_dir={tmp_path / 'r2'}", capsys=capsys)
+    assert code == 2 and str(tmp_path / "missing") in err and err.count("\n") == 1
+    code, _, err = run_cli("eval", str(tmp_path / "nothing"), capsys=capsys)
+    assert code == 2 and "not a wmlab run folder" in err
+    code, _, err = run_cli("train", "nope", capsys=capsys)
+    assert code == 2 and "unknown job 'nope'" in err
+    data = moving_square_store(tmp_path / "store", episodes=3)
+    run = tmp_path / "r3"
+    assert run_cli("train", "world_model", "preset=debug", f"data={data}", f"run_dir={run}", "trainer.steps=2",
+                   capsys=capsys)[0] == 0
+    code, _, err = run_cli("train", "world_model", "preset=small", f"run_dir={run}", capsys=capsys)
+    assert code == 2 and "preset cannot change" in err
+
+
+def test_data_commands(tmp_path, capsys):
+    data = moving_square_store(tmp_path / "store", episodes=3)
+    code, out, _ = run_cli("data", "info", str(data), capsys=capsys)
+    assert code == 0 and json.loads(out)["episodes"] == 3
+    assert run_cli("data", "verify", str(data), capsys=capsys)[0] == 0
+    code, out, _ = run_cli("data", "export", str(data), f"out={tmp_path / 'npz'}", "format=dreamer", capsys=capsys)
+    assert code == 0 and len(list((tmp_path / "npz").glob("*.npz"))) == 3
+    code, out, err = run_cli("data", "import", str(tmp_path / "npz"), f"out={tmp_path / 'back'}", capsys=capsys)
+    assert code == 0, err
+    assert json.loads(out)["episodes"] == 3
+    # A corrupt episode is reported by file name and verify keeps going.
+    victim = sorted((data / "episodes").iterdir())[1] / "image.npy"
+    victim.write_bytes(victim.read_bytes()[:100])
+    code, out, err = run_cli("data", "verify", str(data), capsys=capsys)
+    assert code == 1 and "image.npy" in err and "1 problem" in out
+
+
+def test_console_script_installed():
+    exe = Path(sys.executable).with_name("wmlab")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "wmlab collect" in result.stdout
