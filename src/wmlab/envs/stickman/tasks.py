@@ -87,7 +87,7 @@ class Stickman(base.Task):
         """Body orientations, torso height and joint velocities (as the suite's walker)."""
         obs = collections.OrderedDict()
         obs["orientations"] = physics.orientations()
-        obs["height"] = physics.torso_height()
+        obs["height"] = np.asarray(physics.torso_height(), np.float64)
         obs["velocity"] = physics.velocity()
         return obs
 

@@ -1,0 +1,114 @@
+"""dm_control as Gymnasium: every task of ``suite.ALL_TASKS``, GenRL's extra tasks and Stickman.
+
+Ids are ``dmc:<domain>_<task>`` (``dmc:walker_walk``, ``dmc:ball_in_cup_catch``, ``dmc:stickman_flip``).
+Observations: ``image`` rendered at the requested size by a fast MuJoCo camera (no shadows) and ``proprio``,
+the task's observation arrays flattened and concatenated. Actions are normalised to [-1, 1].
+An episode that ends with discount 0 is *terminated*; one that ends by the time limit is *truncated*.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from typing import Any  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+from wmlab.envs.registry import suite  # noqa: E402
+from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
+
+# Camera per domain where the default (0) is not the usual one for learning from pixels.
+CAMERAS = {"quadruped": 2}
+
+
+def _domains_and_tasks() -> list[tuple[str, str]]:
+    from dm_control import suite as dm_suite
+
+    from wmlab.envs import dmc_extra
+
+    return list(dm_suite.ALL_TASKS) + list(dmc_extra.EXTRA_TASKS)
+
+
+def tasks() -> list[str]:
+    return sorted(f"{d}_{t}" for d, t in _domains_and_tasks())
+
+
+def _split(task: str) -> tuple[str, str]:
+    for domain, name in _domains_and_tasks():
+        if f"{domain}_{name}" == task:
+            return domain, name
+    raise ValueError(f"unknown dm_control task {task!r}")
+
+
+def _load(domain: str, task: str, seed: int | None) -> Any:
+    from dm_control import suite as dm_suite
+
+    from wmlab.envs import dmc_extra
+
+    random = np.random.RandomState(seed)
+    if (domain, task) in dmc_extra.EXTRA_TASKS:
+        return dmc_extra.load(domain, task, task_kwargs={"random": random})
+    return dm_suite.load(domain, task, task_kwargs={"random": random})
+
+
+class DMCEnv(gym.Env):
+    """One dm_control task with pixel and proprio observations."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | None = None):
+        self.domain, self.task = _split(task)
+        self.size = tuple(size)
+        self._env = _load(self.domain, self.task, None)
+        self._camera_id = CAMERAS.get(self.domain, 0) if camera is None else int(camera)
+        self._camera: MujocoCamera | None = None
+        spec = self._env.action_spec()
+        self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        # Some tasks return Python floats, which dm_control's observation_spec() cannot describe.
+        dim = sum(np.asarray(v).size for v in self._env.reset().observation.values())
+        self.observation_space = gym.spaces.Dict({
+            "image": gym.spaces.Box(0, 255, (*self.size, 3), np.uint8),
+            "proprio": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
+        })
+        self.render_mode = "rgb_array"
+
+    def _obs(self, time_step: Any) -> dict[str, np.ndarray]:
+        proprio = np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in time_step.observation.values()])
+        return {"image": self.render(), "proprio": proprio}
+
+    def render(self) -> np.ndarray:
+        physics = self._env.physics
+        if self._camera is None:
+            self._camera = MujocoCamera(physics.model.ptr, self.size, camera=self._camera_id)
+        return self._camera.render(physics.data.ptr)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        if seed is not None:
+            # The task draws its random initial state from this generator.
+            self._env.task._random = np.random.RandomState(seed)
+        time_step = self._env.reset()
+        return self._obs(time_step), {}
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        action = self._low + (action + 1.0) / 2.0 * (self._high - self._low)
+        time_step = self._env.step(action)
+        reward = float(time_step.reward or 0.0)
+        last = time_step.last()
+        terminated = bool(last and time_step.discount == 0)
+        return self._obs(time_step), reward, terminated, bool(last and not terminated), {}
+
+    def close(self) -> None:
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+
+
+@suite("dmc", tasks, extra="dmc")
+def build(task: str, size: tuple[int, int] = (64, 64), camera: int | None = None) -> gym.Env:
+    return DMCEnv(task, size, camera)

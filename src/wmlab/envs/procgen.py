@@ -1,0 +1,83 @@
+"""Procgen games as ``procgen:<game>`` (``procgen:coinrun``), through the gym3 API of ``procgen``.
+
+Each episode plays one level: ``reset(seed=s)`` plays level ``s`` (so a dataset's episodes are distinct
+levels, and train/test splits by seed range share none); without a seed the next level is drawn from the
+env's generator. Procgen renders 64×64 only; other sizes are resized. 15 discrete actions. An episode
+ends by dying or finishing the level (*terminated*; ``info["success"]`` says which) or by Procgen's own time
+limit (*truncated*). Procgen starts a fresh level automatically; the last frame of the finished level is
+kept as the final observation.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from wmlab.envs.registry import suite
+from wmlab.envs.wrappers import ResizeImage
+
+GAMES = ["bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot", "heist",
+         "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot"]
+
+
+def tasks() -> list[str]:
+    import procgen  # noqa: F401  (fails here, with the extra to install, when procgen is missing)
+
+    return list(GAMES)
+
+
+class ProcgenEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, game: str, distribution_mode: str = "hard", use_backgrounds: bool = True):
+        self.game = game
+        self.options = {"distribution_mode": distribution_mode, "use_backgrounds": use_backgrounds}
+        self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+        self.action_space = gym.spaces.Discrete(15)
+        self.render_mode = "rgb_array"
+        self._env = None
+        self._last: np.ndarray | None = None
+
+    def _start(self, level: int) -> np.ndarray:
+        from procgen import ProcgenGym3Env
+
+        if self._env is not None:
+            self._env.close()
+        self._env = ProcgenGym3Env(num=1, env_name=self.game, start_level=int(level), num_levels=1,
+                                   rand_seed=int(level), **self.options)
+        _, obs, _ = self._env.observe()
+        return obs["rgb"][0].copy()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        level = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+        self._last = self._start(level)
+        return {"image": self._last}, {"level": level}
+
+    def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
+        if self._env is None:
+            raise RuntimeError("call reset() before step()")
+        self._env.act(np.array([int(action)], np.int32))
+        reward, obs, first = self._env.observe()
+        info = self._env.get_info()[0]
+        if first[0]:  # the level ended; the observation already shows the next one
+            success = bool(info.get("prev_level_complete", 0))
+            timeout = not success and float(reward[0]) == 0.0 and bool(info.get("prev_level_timeout", 0))
+            return {"image": self._last}, float(reward[0]), not timeout, timeout, {"success": float(success)}
+        self._last = obs["rgb"][0].copy()
+        return {"image": self._last}, float(reward[0]), False, False, {"success": 0.0}
+
+    def render(self) -> np.ndarray:
+        return self._last
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+@suite("procgen", tasks, extra="procgen")
+def build(task: str, size: tuple[int, int] = (64, 64), distribution_mode: str = "hard",
+          use_backgrounds: bool = True) -> gym.Env:
+    env: gym.Env = ProcgenEnv(task, distribution_mode, use_backgrounds)
+    return ResizeImage(env, size) if tuple(size) != (64, 64) else env

@@ -1,0 +1,124 @@
+"""One conformance test over the whole env registry, plus the registry's errors and the wrappers."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from wmlab import envs
+from wmlab.envs.wrappers import ActionRepeat, NormalizeAction, resize
+
+ALL = envs.list_envs()
+SIZE = (24, 32)  # non-square and not the default: every suite must render at any size
+
+
+def test_registry_covers_the_suites():
+    from dm_control import suite
+
+    from wmlab.envs import dmc_extra
+
+    ids = set(ALL)
+    assert {f"dmc:{d}_{t}" for d, t in suite.ALL_TASKS} <= ids
+    assert {f"dmc:{d}_{t}" for d, t in dmc_extra.EXTRA_TASKS} <= ids
+    assert sum(i.startswith("dmc:stickman_") for i in ids) == 17
+    assert sum(i.startswith("metaworld:") for i in ids) == 50
+    assert {"metaworld:drawer-open", "metaworld:button-press-topdown-wall", "metaworld:reach"} <= ids
+    assert sum(i.startswith("procgen:") for i in ids) == 16
+    assert {f"kitchen:{t}" for t in ("microwave", "kettle", "burner", "light", "slide", "hinge")} <= ids
+
+
+def _rollout(env: gym.Env, seed: int, steps: int) -> list[np.ndarray]:
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    frames = [obs["image"].copy()]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        frames.append(obs["image"].copy())
+        assert np.isfinite(reward)
+        if terminated or truncated:
+            break
+    return frames
+
+
+@pytest.mark.parametrize("env_id", ALL)
+def test_env_conforms(env_id):
+    env = envs.make(env_id, size=SIZE)
+    try:
+        space = env.observation_space
+        assert isinstance(space, gym.spaces.Dict) and "image" in space.spaces
+        assert space["image"].shape == (*SIZE, 3) and space["image"].dtype == np.uint8
+        if isinstance(env.action_space, gym.spaces.Box):
+            assert (env.action_space.low == -1).all() and (env.action_space.high == 1).all()
+        else:
+            assert isinstance(env.action_space, gym.spaces.Discrete)
+        first = _rollout(env, seed=3, steps=4)
+        again = _rollout(env, seed=3, steps=4)
+        assert len(first) == len(again) and all((a == b).all() for a, b in zip(first, again)), \
+            "the same seed must give the same rollout"
+        obs, _ = env.reset(seed=3)
+        assert space.contains(obs), f"{env_id}: observation not in its space"
+        if "proprio" in obs:
+            assert obs["proprio"].dtype == np.float32 and np.isfinite(obs["proprio"]).all()
+        assert obs["image"].std() > 0, "rendered image is blank"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_env(env, skip_render_check=True, skip_close_check=True)
+    finally:
+        env.close()
+
+
+def test_unknown_ids_name_the_fix():
+    with pytest.raises(envs.UnknownEnvError, match="dmc:walker_walk"):
+        envs.make("dmc:walker_wlak")
+    with pytest.raises(envs.UnknownEnvError, match="suites"):
+        envs.make("atari:pong")
+    with pytest.raises(envs.UnknownEnvError, match="<suite>:<task>"):
+        envs.make("walker_walk")
+
+
+def test_wrappers_and_make_options():
+    env = envs.make("dmc:cartpole_swingup", size=(16, 16), action_repeat=3, time_limit=5, seed=7)
+    obs, _ = env.reset()
+    ref = envs.make("dmc:cartpole_swingup", size=(16, 16), action_repeat=3)
+    ref_obs, _ = ref.reset(seed=7)
+    assert (obs["image"] == ref_obs["image"]).all()  # seed= seeds the first reset
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, _, truncated, _ = env.step(np.zeros(1, np.float32))
+        steps += 1
+    assert steps == 5  # the time limit counts agent steps, after action repeat
+
+
+class _Counter(gym.Env):
+    observation_space = gym.spaces.Box(0, 1, (1,))
+    action_space = gym.spaces.Box(np.array([0.0]), np.array([10.0]))
+
+    def __init__(self):
+        self.calls, self.last = 0, None
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.calls += 1
+        self.last = action
+        return np.zeros(1, np.float32), 1.0, self.calls >= 5, False, {}
+
+
+def test_action_repeat_and_normalisation():
+    inner = _Counter()
+    env = ActionRepeat(NormalizeAction(inner), 3)
+    _, reward, _, _, _ = env.step(np.array([1.0]))
+    assert reward == 3.0 and inner.calls == 3 and np.allclose(inner.last, [10.0])
+    _, reward, terminated, _, _ = env.step(np.array([-1.0]))
+    assert terminated and reward == 2.0 and np.allclose(inner.last, [0.0])  # stops at termination
+
+
+def test_resize_antialiases():
+    checker = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, -1)
+    small = resize(checker, (16, 16))
+    assert small.shape == (16, 16, 3) and abs(int(small.mean()) - 128) < 3 and small.std() < 5
