@@ -68,7 +68,7 @@ def loss_plot(records: Sequence[Mapping[str, Any]], keys: Sequence[str] | None =
     if not rows:
         return None
     if keys is None:
-        keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
+        keys = sorted({k for r in rows for k in r if k.startswith(("loss/", "train/loss"))})
     keys = [k for k in keys if any(k in r for r in rows)]
     if not keys:
         return None

@@ -58,6 +58,9 @@ class WorldModelJobConfig:
     eval: EvalConfig = _doc("evaluation config", factory=EvalConfig)
 
 
+LOSS_KEYS = ("train/total", "train/image", "train/reward", "train/cont", "train/kl_dyn", "train/kl_rep")
+
+
 def _store(path: str) -> Any:
     from wmlab.data.store import EpisodeStore
 
@@ -162,7 +165,7 @@ def evaluate(cfg: WorldModelJobConfig, **overrides: Any) -> dict[str, Any]:
     }
     report = write_report(run / "report.html", title=f"World model: {run.name}", table=table,
                           samples=result["samples"], records=read_metrics(run / "metrics.jsonl"),
-                          summary=summary)
+                          summary=summary, loss_keys=LOSS_KEYS)
     out = {**summary, "report": str(report), "per_step": {k: [round(float(v), 4) for v in vals]
                                                           for k, vals in table.items()}}
     (run / "eval.json").write_text(json.dumps(out, indent=2))
