@@ -1,0 +1,13 @@
+"""World models. The RSSM world model (DreamerV3) with its two plug points: action inputs and frame codecs."""
+
+from wmlab.models.actions import ACTION_INPUTS, ActionInput, BatchError
+from wmlab.models.codecs import CODECS, FrameCodec
+from wmlab.models.config import PRESETS, WorldModelConfig, make_config
+from wmlab.models.registry import Registry, UnknownNameError
+from wmlab.models.rssm import RSSM, State
+from wmlab.models.world_model import WorldModel
+
+__all__ = [
+    "ACTION_INPUTS", "ActionInput", "BatchError", "CODECS", "FrameCodec", "PRESETS", "WorldModelConfig",
+    "make_config", "Registry", "UnknownNameError", "RSSM", "State", "WorldModel",
+]

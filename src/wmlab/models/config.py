@@ -1,0 +1,103 @@
+"""Config tree and presets of the RSSM world model.
+
+The defaults are the paper-sized DreamerV3 world model as configured in the most-used PyTorch port
+(deter 512, 32×32 discrete latents, CNN depth 32, 2×512 reward/continue heads: ≈15.7M parameters at
+64×64). Presets hold only their differences from these defaults and are applied with
+:func:`wmlab.config.resolve`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wmlab import config as _config
+
+
+def doc(default: Any, text: str) -> Any:
+    """A dataclass field with a default and a one-line meaning."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class RSSMConfig:
+    deter: int = doc(512, "size of the deterministic (GRU) state")
+    stoch: int = doc(32, "number of categorical latent variables")
+    classes: int = doc(32, "classes per categorical latent")
+    hidden: int = doc(512, "width of the input/output layers around the GRU")
+    unimix: float = doc(0.01, "fraction of uniform mixed into latent probabilities (DreamerV3: 1%)")
+    initial: Literal["learned", "zeros"] = doc("learned", "initial state: tanh of a learned vector, or zeros")
+    update_bias: float = doc(-1.0, "bias added to the GRU update gate (negative: keep the old state early on)")
+
+
+@dataclass
+class CNNConfig:
+    depth: int = doc(32, "channels of the first conv stage")
+    mults: tuple[int, ...] = doc((), "channel multipliers per stage; empty doubles per stage (1,2,4,8,...)")
+    kernel: int = doc(4, "conv kernel size (stride is always 2)")
+    min_res: int = doc(4, "stop downsampling before a side would fall below this")
+
+
+@dataclass
+class MLPConfig:
+    layers: int = doc(2, "hidden layers")
+    units: int = doc(512, "hidden units per layer")
+
+
+@dataclass
+class LossConfig:
+    image: float = doc(1.0, "scale of the image reconstruction loss")
+    proprio: float = doc(1.0, "scale of the proprio reconstruction loss")
+    reward: float = doc(1.0, "scale of the reward loss")
+    cont: float = doc(1.0, "scale of the continue loss")
+    kl_dyn: float = doc(0.5, "scale of KL(sg(post)‖prior): trains the prior")
+    kl_rep: float = doc(0.1, "scale of KL(post‖sg(prior)): regularises the posterior")
+    free_nats: float = doc(1.0, "free bits: KL terms below this (nats per step) are clamped and send no gradient")
+
+
+@dataclass
+class WorldModelConfig:
+    rssm: RSSMConfig = field(default_factory=RSSMConfig, metadata={"doc": "recurrent state-space model"})
+    cnn: CNNConfig = field(default_factory=CNNConfig, metadata={"doc": "conv encoder/decoder"})
+    heads: MLPConfig = field(default_factory=MLPConfig, metadata={"doc": "reward and continue heads"})
+    proprio_mlp: MLPConfig = field(default_factory=lambda: MLPConfig(layers=5, units=1024),
+                                   metadata={"doc": "proprio encoder and decoder MLPs"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"doc": "loss scales and free bits"})
+    norm: bool = doc(True, "LayerNorm after every hidden linear/conv layer")
+    act: str = doc("silu", "activation: silu, elu, gelu, relu, tanh")
+    image_loss: Literal["mse", "mse_mean"] = doc(
+        "mse", "mse: squared error on [0,1] pixels summed per frame (DreamerV3); mse_mean: averaged per pixel")
+    reward_bins: int = doc(255, "two-hot bins of the reward head (symlog space)")
+    reward_low: float = doc(-20.0, "lowest reward bin (symlog space)")
+    reward_high: float = doc(20.0, "highest reward bin (symlog space)")
+    action_input: str = doc("real", "how actions enter: real | none (action-free video) | embedding")
+    embedding_key: str = doc("latent_action", "batch key of the per-step embedding for action_input=embedding")
+    embedding_dim: int = doc(0, "width of that embedding (required for action_input=embedding)")
+    codec: str = doc("cnn", "how frames are encoded and decoded: cnn")
+    image_size: tuple[int, ...] = doc((), "expected (H, W); empty takes it from the data spec")
+    proprio: bool = doc(False, "also encode and reconstruct the batch's proprio vector")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Tiny: trains a few steps in seconds on CPU, for tests and smoke runs.
+    "debug": {
+        "rssm": {"deter": 32, "stoch": 4, "classes": 4, "hidden": 32},
+        "cnn": {"depth": 4},
+        "heads": {"layers": 1, "units": 32},
+        "proprio_mlp": {"layers": 1, "units": 32},
+    },
+    "small": {
+        "rssm": {"deter": 256, "stoch": 16, "classes": 16, "hidden": 256},
+        "cnn": {"depth": 16},
+        "heads": {"layers": 2, "units": 256},
+        "proprio_mlp": {"layers": 2, "units": 256},
+    },
+    "paper": {},  # the defaults are the paper configuration
+}
+
+
+def make_config(preset: str | None = None, **overrides: Any) -> WorldModelConfig:
+    """Defaults ← ``preset`` ← dotted ``overrides`` (``make_config("debug", **{"rssm.deter": 64})``)."""
+    return _config.resolve(WorldModelConfig(), PRESETS, preset, overrides)

@@ -1,0 +1,171 @@
+"""The DreamerV3 world model: frame codec + RSSM + reward/continue heads, with its training loss.
+
+Paper: Hafner et al., "Mastering Diverse Domains through World Models", https://arxiv.org/abs/2301.04104.
+How actions enter (``action_input``) and how frames are encoded/decoded (``codec``) are plug points
+chosen by name (:mod:`wmlab.models.actions`, :mod:`wmlab.models.codecs`), so action-free pretraining,
+latent actions and contextualised decoders are configs of this one class.
+
+Batch (dict of tensors, leading ``[B,T]``): ``image`` uint8 ``[B,T,H,W,C]``, ``is_first`` bool; optional
+``action`` (per the action plug), ``reward`` float, ``is_terminal`` bool, ``proprio`` float ``[B,T,P]``.
+The reward and continue losses apply only when their keys are present.
+
+Shape legend: ``B`` batch, ``T`` time, ``H,W,C`` image, ``E`` embedding, ``A`` action input width,
+``F`` features (deter + stoch·classes), ``P`` proprio, ``N`` reward bins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from wmlab.models.actions import ACTION_INPUTS, ActionInput, BatchError
+from wmlab.models.codecs import CODECS, FrameCodec, codec_spec
+from wmlab.models.config import WorldModelConfig
+from wmlab.models.rssm import RSSM, State
+from wmlab.nn.blocks import MLP
+from wmlab.nn.dists import (
+    TwoHot,
+    bernoulli_nll,
+    categorical_entropy,
+    kl_balance,
+    mse_sum,
+    symlog,
+)
+
+
+class WorldModel(nn.Module):
+    """RSSM world model; ``spec`` is the data store's spec (image size, action and proprio sizes)."""
+
+    def __init__(self, cfg: WorldModelConfig, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spec = dict(spec)
+        self.image_shape = codec_spec(spec, cfg)
+        r = cfg.rssm
+        feat_dim = r.deter + r.stoch * r.classes
+        self.actions: ActionInput = ACTION_INPUTS.get(cfg.action_input)(cfg, spec)
+        self.codec: FrameCodec = CODECS.get(cfg.codec)(cfg, self.image_shape, feat_dim)
+        embed_dim = self.codec.embed_dim
+        self.proprio_enc: MLP | None = None
+        self.proprio_dec: MLP | None = None
+        if cfg.proprio:
+            p = spec.get("proprio_dim")
+            if not p:
+                raise ValueError("proprio=true but the data spec has no proprio vector; set proprio=false")
+            m = cfg.proprio_mlp
+            self.proprio_enc = MLP(int(p), None, m.layers, m.units, cfg.norm, cfg.act)
+            self.proprio_dec = MLP(feat_dim, int(p), m.layers, m.units, cfg.norm, cfg.act)
+            embed_dim += self.proprio_enc.out_dim
+        self.rssm = RSSM(r, embed_dim, self.actions.dim, cfg.norm, cfg.act)
+        h = cfg.heads
+        self.twohot = TwoHot(cfg.reward_bins, cfg.reward_low, cfg.reward_high)
+        self.reward_head = MLP(feat_dim, cfg.reward_bins, h.layers, h.units, cfg.norm, cfg.act, out_scale=0.0)
+        self.cont_head = MLP(feat_dim, 1, h.layers, h.units, cfg.norm, cfg.act, out_scale=1.0)
+        self.feat_dim = feat_dim
+        self.embed_dim = embed_dim
+
+    # ------------------------------------------------------------------------------------ public parts
+    def check_batch(self, batch: dict[str, Tensor]) -> None:
+        """Raise :class:`BatchError` naming the key when the batch does not fit this model."""
+        for key in ("image", "is_first"):
+            if key not in batch:
+                raise BatchError(f"batch has no {key!r} key; the world model needs image and is_first [B,T]")
+        image = batch["image"]
+        if image.dtype != torch.uint8 or image.dim() != 5 or tuple(image.shape[2:]) != self.image_shape:
+            want = ",".join(map(str, self.image_shape))
+            raise BatchError(f"batch 'image' is {image.dtype} {tuple(image.shape)}; this model needs uint8 "
+                             f"[B,T,{want}] (resize the data or rebuild the model)")
+        if self.proprio_enc is not None and "proprio" not in batch:
+            raise BatchError("batch has no 'proprio' key but the model was built with proprio=true")
+
+    def embed(self, batch: dict[str, Tensor]) -> Tensor:
+        """Frames (and proprio) ``[B,T,...]`` → posterior inputs ``[B,T,E]``."""
+        x = self.codec.encode(batch["image"])
+        if self.proprio_enc is not None:
+            x = torch.cat([x, self.proprio_enc(symlog(batch["proprio"].float())).to(x.dtype)], -1)
+        return x
+
+    def observe(self, batch: dict[str, Tensor], state: State | None = None, prev_action: Tensor | None = None,
+                sample: bool = True) -> tuple[State, State]:
+        """Posterior and prior states ``[B,T]`` of a batch (see :meth:`RSSM.observe`)."""
+        self.check_batch(batch)
+        return self.rssm.observe(self.embed(batch), self.actions(batch), batch["is_first"], state,
+                                 prev_action, sample)
+
+    def imagine(self, start: State, actions: Tensor | None = None,
+                policy: Callable[[State], Tensor] | None = None, horizon: int | None = None,
+                sample: bool = True) -> State:
+        """Open-loop states ``[B,H]`` from ``start [B]`` (see :meth:`RSSM.imagine`)."""
+        return self.rssm.imagine(start, actions, policy, horizon, sample)
+
+    def features(self, state: State) -> Tensor:
+        """``[..., F]`` = deter and flattened latents: the input of the heads and of an actor-critic."""
+        return self.rssm.features(state)
+
+    def decode(self, features: Tensor, frames: Tensor | None = None) -> Tensor:
+        """Features ``[B,T,F]`` → image mean ``[B,T,H,W,C]`` on the [0,1] scale."""
+        return self.codec.decode(features, frames)
+
+    def reward(self, features: Tensor) -> Tensor:
+        """Predicted reward ``[...]`` for features ``[..., F]``."""
+        return self.twohot.decode(self.reward_head(features))
+
+    def cont(self, features: Tensor) -> Tensor:
+        """Predicted probability ``[...]`` that the episode continues after this state."""
+        return torch.sigmoid(self.cont_head(features).float().squeeze(-1))
+
+    # --------------------------------------------------------------------------------------- training
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scalar training loss and detached scalar metrics for one batch ``[B,T,...]``."""
+        loss, metrics, _ = self.loss_and_states(batch)
+        return loss, metrics
+
+    def loss_and_states(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], State]:
+        """:meth:`loss` plus the posterior states ``[B,T]`` (start states for imagination training)."""
+        post, prior = self.observe(batch)
+        c = self.cfg.loss
+        dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats)  # [B,T] each
+        feat = self.features(post)  # [B,T,F]
+        terms: dict[str, tuple[float, Tensor]] = {}
+        image = batch["image"]
+        terms["image"] = (c.image, self.codec.loss(self.codec.decode(feat, image), image))
+        if self.proprio_dec is not None:
+            target = symlog(batch["proprio"].float())
+            terms["proprio"] = (c.proprio, mse_sum(self.proprio_dec(feat), target, 1))
+        if "reward" in batch:
+            terms["reward"] = (c.reward, self.twohot.loss(self.reward_head(feat), batch["reward"]))
+        if "is_terminal" in batch:
+            cont = 1.0 - batch["is_terminal"].float()
+            terms["cont"] = (c.cont, bernoulli_nll(self.cont_head(feat).squeeze(-1), cont))
+        means = {name: value.mean() for name, (_, value) in terms.items()}
+        total = sum(scale * means[name] for name, (scale, _) in terms.items())
+        total = total + c.kl_dyn * dyn.mean() + c.kl_rep * rep.mean()
+        metrics = {name: value.detach() for name, value in means.items()}
+        metrics.update(
+            total=total.detach(), kl_dyn=dyn.mean().detach(), kl_rep=rep.mean().detach(), kl=kl.mean(),
+            prior_ent=categorical_entropy(prior.logits.detach()).mean(),
+            post_ent=categorical_entropy(post.logits.detach()).mean(),
+        )
+        return total, metrics, post
+
+    # ------------------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def open_loop(self, batch: dict[str, Tensor], context: int, sample: bool = True) -> dict[str, Tensor]:
+        """Observe the first ``context`` frames, then predict the rest from the batch's actions alone.
+
+        Returns ``pred`` and ``truth``, uint8 ``[B,T-context,H,W,C]``. The action chosen after the last
+        context frame drives the first prediction, as the schema aligns them.
+        """
+        self.check_batch(batch)
+        steps = batch["image"].shape[1]
+        if not 0 < context < steps:
+            raise ValueError(f"open_loop context={context} must be between 1 and T-1={steps - 1}")
+        seen = {k: v[:, :context] for k, v in batch.items() if torch.is_tensor(v) and v.dim() >= 2}
+        action_in = self.actions(batch)  # [B,T,A], schema-aligned
+        post, _ = self.rssm.observe(self.embed(seen), action_in[:, :context], seen["is_first"], sample=sample)
+        start = post.map(lambda x: x[:, -1])  # state at o_{context-1}
+        states = self.rssm.imagine(start, actions=action_in[:, context - 1:steps - 1], sample=sample)
+        pred = self.codec.decode(self.features(states), seen["image"])
+        return {"pred": FrameCodec.to_uint8(pred), "truth": batch["image"][:, context:].clone()}
