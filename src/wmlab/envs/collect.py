@@ -1,9 +1,10 @@
 """Collect episodes from any registered env into an episode store, with several worker processes.
 
-Episode ``i`` is played with seed ``seed + i`` (for Procgen: level ``seed + i``), so a dataset can be
-re-collected exactly and train/test splits made from disjoint seed ranges. Each worker writes its own
-episodes straight into the store; each episode is committed atomically, so a killed run loses at most the
-episodes in flight and a re-run with the same settings appends the rest.
+Episode ``i`` is played with seed ``seed + i`` (for Procgen: level ``seed + i``; the policy's generator gets
+the same seed), so a dataset can be re-collected exactly and train/test splits made from disjoint seed
+ranges. Each worker writes its own episodes straight into the store; each episode is committed atomically,
+so a killed run loses at most the episodes in flight. Running the same command again skips the seeds the
+store already holds for these settings and collects only the rest.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-from wmlab.envs.policies import make_policy
+from wmlab.envs.policies import check_policy, make_policy
+
+# Settings that, with the seed, fix an episode: a stored episode with the same ones is not collected again.
+_SAME = ("env", "policy", "size", "action_repeat", "max_steps", "env_kwargs", "policy_kwargs")
 
 
 def rollout(env: Any, policy: Callable[[dict], Any], seed: int, max_steps: int | None = None) -> dict[str, np.ndarray]:
     """Play one episode and return it in the episode schema.
 
     Row t holds o_t, the reward that arrived with it (0 on row 0) and the action chosen after seeing it;
-    the last row's action is zeros. ``is_terminal`` is set only when the env terminated (not truncated).
+    the last row's action is zeros. ``is_terminal`` is set only when the env terminated (not truncated, not
+    cut by ``max_steps``). Envs that report ``info["success"]`` get a per-step ``success`` float32 column.
     """
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     rows: dict[str, list] = {k: [v] for k, v in obs.items()}
-    rewards, actions, successes = [0.0], [], [0.0]
+    rewards, actions = [0.0], []
+    successes: list[float] | None = [float(info["success"])] if "success" in info else None
     terminated = False
     steps = 0
     while True:
@@ -38,27 +44,26 @@ def rollout(env: Any, policy: Callable[[dict], Any], seed: int, max_steps: int |
         for k, v in obs.items():
             rows[k].append(v)
         rewards.append(float(reward))
-        successes.append(float(info.get("success", 0.0)))
+        if successes is not None:
+            successes.append(float(info.get("success", 0.0)))
         if terminated or truncated or (max_steps is not None and steps >= max_steps):
             break
     length = len(rewards)
     space = env.action_space
-    discrete = not hasattr(space, "shape") or space.shape == ()
-    zero = np.zeros((), np.int64) if discrete else np.zeros(space.shape, np.float32)
-    actions.append(zero)
+    discrete = space.shape == ()
+    actions.append(np.zeros((), np.int64) if discrete else np.zeros(space.shape, np.float32))
     episode = {k: np.stack(v) for k, v in rows.items()}
     episode["image"] = episode["image"].astype(np.uint8)
     if "proprio" in episode:
         episode["proprio"] = episode["proprio"].astype(np.float32)
     episode["action"] = np.stack(actions).astype(np.int64 if discrete else np.float32)
     episode["reward"] = np.asarray(rewards, np.float32)
-    episode["success"] = np.asarray(successes, np.float32)
-    flags = np.zeros(length, bool)
-    episode["is_first"] = flags.copy()
+    if successes is not None:
+        episode["success"] = np.asarray(successes, np.float32)
+    for key in ("is_first", "is_last", "is_terminal"):
+        episode[key] = np.zeros(length, bool)
     episode["is_first"][0] = True
-    episode["is_last"] = flags.copy()
     episode["is_last"][-1] = True
-    episode["is_terminal"] = flags.copy()
     episode["is_terminal"][-1] = bool(terminated)
     return episode
 
@@ -66,6 +71,7 @@ def rollout(env: Any, policy: Callable[[dict], Any], seed: int, max_steps: int |
 def _worker(job: dict[str, Any], indices: list[int], counter: Any,
             on_episode: Callable[[], None] | None = None) -> None:
     """Collect the episodes ``indices`` (a worker process, or the parent when workers=1)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
     from wmlab.data.store import EpisodeStore
     from wmlab.envs.registry import make
 
@@ -76,8 +82,11 @@ def _worker(job: dict[str, Any], indices: list[int], counter: Any,
             seed = job["seed"] + i
             policy = make_policy(job["policy"], env.action_space, seed, **job["policy_kwargs"])
             episode = rollout(env, policy, seed, job["max_steps"])
-            meta = {"env": job["env"], "seed": seed, "policy": job["policy"], "size": list(job["size"]),
-                    "action_repeat": job["action_repeat"], "index": i}
+            meta = {key: job[key] for key in _SAME}
+            meta.update(seed=seed, index=i, length=len(episode["reward"]),
+                        **{"return": float(episode["reward"].sum())})
+            if "success" in episode:
+                meta["success"] = bool(episode["success"].any())
             if job["split"]:
                 meta["split"] = job["split"]
             if env.action_space.shape == ():
@@ -91,41 +100,58 @@ def _worker(job: dict[str, Any], indices: list[int], counter: Any,
         env.close()
 
 
+def _done_seeds(store: Any, job: dict[str, Any]) -> set[int]:
+    """Seeds the store already holds for the same settings (a re-run after a crash skips them)."""
+    done = set()
+    for eid in store.ids():
+        meta = store.meta(eid)
+        if all(meta.get(key) == job[key] for key in _SAME) and "seed" in meta:
+            done.add(int(meta["seed"]))
+    return done
+
+
 def collect(env_id: str, out: str | Path, episodes: int, workers: int = 1, policy: str = "random",
             max_steps: int | None = None, seed: int = 0, size: tuple[int, int] = (64, 64),
             action_repeat: int = 1, split: str | None = None, progress: bool = True,
             policy_kwargs: dict | None = None, **env_kwargs: Any) -> dict[str, Any]:
-    """Collect ``episodes`` episodes of ``env_id`` into the store at ``out``; returns a summary."""
+    """Collect ``episodes`` episodes of ``env_id`` (seeds ``seed`` … ``seed + episodes - 1``) into the store
+    at ``out`` with ``workers`` processes; returns a summary (episodes, steps, speed, mean return).
+
+    ``policy`` names a policy of :mod:`wmlab.envs.policies` (built with ``policy_kwargs``); ``max_steps``
+    caps each episode in agent steps; other keyword arguments go to :func:`wmlab.envs.make`.
+    """
     from tqdm import tqdm
 
     from wmlab.data.store import EpisodeStore
     from wmlab.envs.registry import make
 
-    if episodes < 1:
-        raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+    if int(episodes) < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if max_steps is not None and int(max_steps) < 1:
+        raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
     make(env_id, size=(8, 8), **env_kwargs).close()  # fail fast on a bad id or setting, before any worker
-    make_policy(policy, None, 0, check_only=True, **(policy_kwargs or {}))
-    job = {"env": env_id, "out": str(out), "size": tuple(size), "action_repeat": action_repeat, "seed": seed,
-           "policy": policy, "max_steps": max_steps, "split": split, "env_kwargs": env_kwargs,
-           "policy_kwargs": dict(policy_kwargs or {})}
+    check_policy(policy, **(policy_kwargs or {}))
+    job = {"env": env_id, "out": str(out), "size": [int(size[0]), int(size[1])], "action_repeat": int(action_repeat),
+           "seed": int(seed), "policy": policy, "max_steps": None if max_steps is None else int(max_steps),
+           "split": split, "env_kwargs": dict(env_kwargs), "policy_kwargs": dict(policy_kwargs or {})}
     store = EpisodeStore(out, mode="a")
-    before, steps_before = len(store), store.num_steps
-    workers = max(1, min(int(workers), episodes))
-    ctx = mp.get_context("spawn")
+    before, steps_before, old_ids = len(store), store.num_steps, set(store.ids())
+    done = _done_seeds(store, job)
+    todo = [i for i in range(int(episodes)) if job["seed"] + i not in done]
+    workers = max(1, min(int(workers), len(todo) or 1))
+    ctx = mp.get_context("spawn")  # fresh interpreters: no GL context or simulator state crosses a fork
     counter = ctx.Value("q", 0)
-    shards = [list(range(w, episodes, workers)) for w in range(workers)]
+    shards = [todo[w::workers] for w in range(workers)]
     t0 = time.time()
-    bar = tqdm(total=episodes, desc=f"collect {env_id}", unit="ep", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=len(todo), desc=f"collect {env_id}", unit="ep", disable=not progress, dynamic_ncols=True,
                mininterval=1.0)
-    if workers == 1:
-        os.environ.setdefault("MUJOCO_GL", "egl")
-
+    if len(todo) and workers == 1:
         def advance() -> None:
             bar.update(1)
             bar.set_postfix(steps=counter.value, refresh=False)
 
         _worker(job, shards[0], counter, advance)
-    else:
+    elif todo:
         procs = [ctx.Process(target=_worker, args=(job, shard, counter), daemon=True) for shard in shards]
         for p in procs:
             p.start()
@@ -143,14 +169,20 @@ def collect(env_id: str, out: str | Path, episodes: int, workers: int = 1, polic
                     p.terminate()
         failed = [p.exitcode for p in procs if p.exitcode]
         if failed:
-            raise RuntimeError(f"{len(failed)} collection worker(s) failed (exit codes {failed}); "
-                               f"episodes already committed in {out} are intact")
+            raise RuntimeError(f"{len(failed)} collection worker(s) failed (exit codes {failed}, traceback above); "
+                               f"episodes already committed in {out} are intact and a re-run skips them")
     store.refresh()
     bar.n = len(store) - before
     bar.close()
     seconds = time.time() - t0
+    new = [e for e in store.ids() if e not in old_ids]
+    metas = [store.meta(e) for e in new]
     steps = store.num_steps - steps_before
-    return {"out": str(out), "env": env_id, "episodes": len(store) - before, "steps": steps,
-            "seconds": round(seconds, 2), "steps_per_s": round(steps / max(seconds, 1e-9), 1),
-            "store_episodes": len(store)}
-
+    summary = {"out": str(out), "env": env_id, "episodes": len(new), "skipped": int(episodes) - len(todo),
+               "steps": steps, "seconds": round(seconds, 2), "steps_per_s": round(steps / max(seconds, 1e-9), 1),
+               "store_episodes": len(store)}
+    if metas:
+        summary["mean_return"] = float(np.mean([m.get("return", 0.0) for m in metas]))
+        if all("success" in m for m in metas):
+            summary["success_rate"] = float(np.mean([m["success"] for m in metas]))
+    return summary

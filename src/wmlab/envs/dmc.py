@@ -2,13 +2,18 @@
 
 Ids are ``dmc:<domain>_<task>`` (``dmc:walker_walk``, ``dmc:ball_in_cup_catch``, ``dmc:stickman_flip``).
 Observations: ``image`` rendered at the requested size by a fast MuJoCo camera (no shadows) and ``proprio``,
-the task's observation arrays flattened and concatenated. Actions are normalised to [-1, 1].
-An episode that ends with discount 0 is *terminated*; one that ends by the time limit is *truncated*.
+the task's observation arrays flattened and concatenated. The action space is the task's own bounds;
+:func:`wmlab.envs.make` normalises it to [-1, 1]. An episode that ends with discount 0 is *terminated*;
+one that ends by the task's time limit (1000 steps for the suite) is *truncated*.
+
+Extra tasks come from :mod:`wmlab.envs.dmc_extra` (``EXTRA_TASKS`` and ``load``) when that module exists.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import types
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -24,12 +29,23 @@ from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
 CAMERAS = {"quadruped": 2}
 
 
-def _domains_and_tasks() -> list[tuple[str, str]]:
+def _extra() -> types.ModuleType | None:
+    """:mod:`wmlab.envs.dmc_extra` if it exists (an error inside it is raised, not hidden)."""
+    try:
+        from wmlab.envs import dmc_extra
+    except ModuleNotFoundError as e:
+        if e.name != "wmlab.envs.dmc_extra":
+            raise
+        return None
+    return dmc_extra
+
+
+@functools.cache
+def _domains_and_tasks() -> tuple[tuple[str, str], ...]:
     from dm_control import suite as dm_suite
 
-    from wmlab.envs import dmc_extra
-
-    return list(dm_suite.ALL_TASKS) + list(dmc_extra.EXTRA_TASKS)
+    extra = _extra()
+    return tuple(dm_suite.ALL_TASKS) + tuple(extra.EXTRA_TASKS if extra else ())
 
 
 def tasks() -> list[str]:
@@ -46,11 +62,10 @@ def _split(task: str) -> tuple[str, str]:
 def _load(domain: str, task: str, seed: int | None) -> Any:
     from dm_control import suite as dm_suite
 
-    from wmlab.envs import dmc_extra
-
     random = np.random.RandomState(seed)
-    if (domain, task) in dmc_extra.EXTRA_TASKS:
-        return dmc_extra.load(domain, task, task_kwargs={"random": random})
+    extra = _extra()
+    if extra is not None and (domain, task) in extra.EXTRA_TASKS:
+        return extra.load(domain, task, task_kwargs={"random": random}, environment_kwargs={})
     return dm_suite.load(domain, task, task_kwargs={"random": random})
 
 
@@ -66,8 +81,8 @@ class DMCEnv(gym.Env):
         self._camera_id = CAMERAS.get(self.domain, 0) if camera is None else int(camera)
         self._camera: MujocoCamera | None = None
         spec = self._env.action_spec()
-        self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32),
+                                           spec.shape, np.float32)
         # Some tasks return Python floats, which dm_control's observation_spec() cannot describe.
         dim = sum(np.asarray(v).size for v in self._env.reset().observation.values())
         self.observation_space = gym.spaces.Dict({
@@ -95,8 +110,7 @@ class DMCEnv(gym.Env):
         return self._obs(time_step), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        action = self._low + (action + 1.0) / 2.0 * (self._high - self._low)
+        action = np.clip(np.asarray(action, np.float64), self.action_space.low, self.action_space.high)
         time_step = self._env.step(action)
         reward = float(time_step.reward or 0.0)
         last = time_step.last()
@@ -109,6 +123,6 @@ class DMCEnv(gym.Env):
             self._camera = None
 
 
-@suite("dmc", tasks, extra="dmc")
+@suite("dmc", tasks)
 def build(task: str, size: tuple[int, int] = (64, 64), camera: int | None = None) -> gym.Env:
     return DMCEnv(task, size, camera)

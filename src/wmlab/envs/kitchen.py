@@ -2,8 +2,9 @@
 
 Tasks: microwave, kettle, burner (bottom burner), light (light switch), slide (slide cabinet), hinge (hinge
 cabinet). The episode terminates when the task is done (``info["success"]`` = 1); it is truncated at 280
-steps. Images come from a fast MuJoCo free camera looking at the counter; ``proprio`` is the 59-d robot and
-object state.
+steps. Images come from a fast MuJoCo free camera looking at the counter (the view of Gymnasium-Robotics'
+own renderer); ``proprio`` is the robot's 18-d state (9 joint positions and 9 velocities, with the env's
+observation noise). Object states stay out of ``proprio``: they are what the images must show.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
 
 TASKS = {"microwave": "microwave", "kettle": "kettle", "burner": "bottom burner", "light": "light switch",
          "slide": "slide cabinet", "hinge": "hinge cabinet"}
+ROBOT_DIM = 18  # the first 18 entries of Gymnasium-Robotics' observation: robot qpos and qvel
 VIEW = {"distance": 2.2, "azimuth": 70.0, "elevation": -35.0, "lookat": (-0.2, 0.5, 2.0)}
 
 
@@ -41,7 +43,7 @@ class KitchenEnv(gym.Env):
         u = self._env.unwrapped
         self._camera = MujocoCamera(u.model, self.size, free_camera=VIEW)
         self.action_space = gym.spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
-        dim = self._env.observation_space["observation"].shape[0]
+        dim = ROBOT_DIM
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (*self.size, 3), np.uint8),
             "proprio": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
@@ -52,7 +54,7 @@ class KitchenEnv(gym.Env):
         return self._camera.render(self._env.unwrapped.data)
 
     def _obs(self, obs: dict) -> dict[str, np.ndarray]:
-        return {"image": self.render(), "proprio": np.asarray(obs["observation"], np.float32)}
+        return {"image": self.render(), "proprio": np.asarray(obs["observation"][:ROBOT_DIM], np.float32)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
@@ -70,6 +72,6 @@ class KitchenEnv(gym.Env):
         self._env.close()
 
 
-@suite("kitchen", tasks, extra="kitchen")
+@suite("kitchen", tasks)
 def build(task: str, size: tuple[int, int] = (64, 64)) -> gym.Env:
     return KitchenEnv(task, size)

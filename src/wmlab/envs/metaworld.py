@@ -1,8 +1,13 @@
-"""Meta-World v3 as ``metaworld:<task>`` for every MT50 task (``metaworld:drawer-open``).
+"""Meta-World v3 as ``metaworld:<task>`` for every MT50 task (``metaworld:drawer-open`` → ``drawer-open-v3``).
 
-Images come from a fast MuJoCo camera (default ``corner2``, flipped upright: Meta-World's corner cameras
-render upside down); ``proprio`` is the 39-d state vector; ``info["success"]`` is Meta-World's success flag.
-Episodes are truncated at 500 steps (Meta-World's own limit). ``reset(seed=s)`` plays goal variant ``s mod 50``.
+Images come from a fast MuJoCo camera (default ``corner2``; ``camera=`` picks any of the model's cameras:
+``corner``, ``corner2``, ``corner3``, ``corner4``, ``topview``, ``behindGripper``, ``gripperPOV``). The corner
+cameras hang upside down, so their images are turned upright. ``proprio`` is the 39-d state vector with the
+goal visible (as in MT1/MT50); ``info["success"]`` is Meta-World's success flag. Episodes are truncated at
+500 steps (Meta-World's own limit; it refuses to step further).
+
+Object and goal positions are drawn from the env's own generator, which ``reset(seed=s)`` seeds: a seed
+fixes the whole episode, and different seeds give different layouts (not only MT1's 50 fixed variants).
 """
 
 from __future__ import annotations
@@ -19,39 +24,42 @@ from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
 
 
 def tasks() -> list[str]:
-    import metaworld
+    from metaworld.env_dict import MT50_V3
 
-    return sorted(name.removesuffix("-v3") for name in metaworld.MT50.ENV_NAMES) if hasattr(
-        metaworld.MT50, "ENV_NAMES") else sorted(n.removesuffix("-v3") for n in metaworld.ALL_V3_ENVIRONMENTS)
+    return sorted(name.removesuffix("-v3") for name in MT50_V3)
 
 
 class MetaWorldEnv(gym.Env):
+    """One Meta-World task with pixel and state observations."""
+
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 
-    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2"):
-        import metaworld  # noqa: F401  (registers the Meta-World/ ids)
+    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2",
+                 flip: bool | None = None):
+        from metaworld.env_dict import MT50_V3
 
-        self._env = gym.make("Meta-World/MT1", env_name=f"{task}-v3", disable_env_checker=True)
+        env = MT50_V3[f"{task}-v3"]()
+        # Goal visible in the state, positions drawn from env.np_random at every reset (what set_task would
+        # freeze to one of 50 precomputed variants).
+        env._partially_observable = False
+        env.__dict__.pop("sawyer_observation_space", None)  # a cached property of the observability
+        env._set_task_called = True
+        env._freeze_rand_vec = False
+        env.seeded_rand_vec = True
+        self._env = env
         self.size = tuple(size)
-        # Meta-World draws each episode's goal from 50 task variants with a generator that reset(seed) does not
-        # reach; choose the variant ourselves so that a seed fixes the whole episode.
-        wrapper = self._env
-        while not hasattr(wrapper, "tasks") and hasattr(wrapper, "env"):
-            wrapper = wrapper.env
-        self._tasks = list(wrapper.tasks)
-        wrapper.sample_tasks_on_reset = False
-        u = self._env.unwrapped
-        self._camera = MujocoCamera(u.model, self.size, camera=camera, flip=camera.startswith("corner"))
-        self.action_space = gym.spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
-        dim = self._env.observation_space.shape[0]
+        self._camera = MujocoCamera(env.model, self.size, camera=camera, flip=flip)
+        dim = env.sawyer_observation_space.shape[0]
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (*self.size, 3), np.uint8),
             "proprio": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
         })
         self.render_mode = "rgb_array"
+        self._seeded = False
 
     def render(self) -> np.ndarray:
-        return self._camera.render(self._env.unwrapped.data)
+        return self._camera.render(self._env.data)
 
     def _obs(self, state: np.ndarray) -> dict[str, np.ndarray]:
         return {"image": self.render(), "proprio": np.asarray(state, np.float32)}
@@ -60,13 +68,14 @@ class MetaWorldEnv(gym.Env):
         import mujoco
 
         super().reset(seed=seed)
+        if seed is not None or not self._seeded:
+            # Meta-World ignores reset(seed=); its seed() seeds the generator that places objects and goal.
+            self._env.seed(int(self.np_random.integers(2**31)) if seed is None else int(seed))
+            self._seeded = True
         # Meta-World resets positions only; clear the solver's warm start and every other dynamic state too, or
         # the same seed gives (slightly) different rollouts depending on the previous episode.
-        u = self._env.unwrapped
-        mujoco.mj_resetData(u.model, u.data)
-        variant = seed % len(self._tasks) if seed is not None else int(self.np_random.integers(len(self._tasks)))
-        u.set_task(self._tasks[variant])
-        state, _ = self._env.reset(seed=seed)
+        mujoco.mj_resetData(self._env.model, self._env.data)
+        state, _ = self._env.reset()
         return self._obs(state), {"success": 0.0}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
@@ -80,6 +89,6 @@ class MetaWorldEnv(gym.Env):
         self._env.close()
 
 
-@suite("metaworld", tasks, extra="metaworld")
-def build(task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2") -> gym.Env:
-    return MetaWorldEnv(task, size, camera)
+@suite("metaworld", tasks)
+def build(task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2", flip: bool | None = None) -> gym.Env:
+    return MetaWorldEnv(task, size, camera, flip)

@@ -2,10 +2,11 @@
 
 Each episode plays one level: ``reset(seed=s)`` plays level ``s`` (so a dataset's episodes are distinct
 levels, and train/test splits by seed range share none); without a seed the next level is drawn from the
-env's generator. Procgen renders 64×64 only; other sizes are resized. 15 discrete actions. An episode
-ends by dying or finishing the level (*terminated*; ``info["success"]`` says which) or by Procgen's own time
-limit (*truncated*). Procgen starts a fresh level automatically; the last frame of the finished level is
-kept as the final observation.
+env's generator. Procgen renders 64×64 only: :func:`wmlab.envs.make` resizes other sizes. 15 discrete
+actions. An episode ends by dying or finishing the level (*terminated*; ``info["success"]`` says which) or
+by Procgen's own step limit (*truncated*: 1000 steps, 500 in maze and leaper). Procgen starts the next
+level by itself and shows no frame of the finished one, so the last frame before the end is kept as the
+final observation.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import gymnasium as gym
 import numpy as np
 
 from wmlab.envs.registry import suite
-from wmlab.envs.wrappers import ResizeImage
 
 GAMES = ["bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot", "heist",
          "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot"]
+
+
+# Procgen's per-game step limit (not reported by the env; measured by playing no-ops until the level ends).
+TIMEOUTS = {"maze": 500, "leaper": 500}
+MAX_LEVEL = 2**31 - 1  # level seeds are int32
 
 
 def tasks() -> list[str]:
@@ -37,6 +42,8 @@ class ProcgenEnv(gym.Env):
         self.render_mode = "rgb_array"
         self._env = None
         self._last: np.ndarray | None = None
+        self._timeout = TIMEOUTS.get(game, 1000)
+        self._steps = 0
 
     def _start(self, level: int) -> np.ndarray:
         from procgen import ProcgenGym3Env
@@ -50,8 +57,11 @@ class ProcgenEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
-        level = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+        if seed is not None and not 0 <= int(seed) <= MAX_LEVEL:
+            raise ValueError(f"procgen level seed must be in [0, {MAX_LEVEL}], got {seed}")
+        level = int(seed) if seed is not None else int(self.np_random.integers(0, MAX_LEVEL))
         self._last = self._start(level)
+        self._steps = 0
         return {"image": self._last}, {"level": level}
 
     def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
@@ -59,11 +69,11 @@ class ProcgenEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         self._env.act(np.array([int(action)], np.int32))
         reward, obs, first = self._env.observe()
-        info = self._env.get_info()[0]
+        self._steps += 1
         if first[0]:  # the level ended; the observation already shows the next one
-            success = bool(info.get("prev_level_complete", 0))
-            timeout = not success and float(reward[0]) == 0.0 and bool(info.get("prev_level_timeout", 0))
-            return {"image": self._last}, float(reward[0]), not timeout, timeout, {"success": float(success)}
+            success = bool(self._env.get_info()[0].get("prev_level_complete", 0))
+            timeout = not success and self._steps >= self._timeout
+            return {"image": self._last.copy()}, float(reward[0]), not timeout, timeout, {"success": float(success)}
         self._last = obs["rgb"][0].copy()
         return {"image": self._last}, float(reward[0]), False, False, {"success": 0.0}
 
@@ -76,8 +86,7 @@ class ProcgenEnv(gym.Env):
             self._env = None
 
 
-@suite("procgen", tasks, extra="procgen")
+@suite("procgen", tasks)
 def build(task: str, size: tuple[int, int] = (64, 64), distribution_mode: str = "hard",
           use_backgrounds: bool = True) -> gym.Env:
-    env: gym.Env = ProcgenEnv(task, distribution_mode, use_backgrounds)
-    return ResizeImage(env, size) if tuple(size) != (64, 64) else env
+    return ProcgenEnv(task, distribution_mode, use_backgrounds)  # 64×64; make() resizes

@@ -40,16 +40,22 @@ class ActionRepeat(gym.Wrapper):
 
 
 class NormalizeAction(gym.ActionWrapper):
-    """Expose a continuous Box action space as [-1, 1] and map back to the env's bounds."""
+    """Expose a continuous Box action space as [-1, 1] and map back to the env's bounds.
+
+    Dimensions without real bounds (infinite, or |bound| ≥ 1e6 such as dm_control's LQR with ±1e10) pass
+    through unchanged: stretching [-1, 1] over ±1e10 would make every action absurd.
+    """
+
+    UNBOUNDED = 1e6
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         space = env.action_space
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(f"NormalizeAction needs a Box action space, got {space}")
-        self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
-        if not (np.isfinite(self._low).all() and np.isfinite(self._high).all()):
-            raise ValueError("NormalizeAction needs finite action bounds")
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self._bounded = (np.abs(low) < self.UNBOUNDED) & (np.abs(high) < self.UNBOUNDED)
+        self._low, self._high = np.where(self._bounded, low, -1.0), np.where(self._bounded, high, 1.0)
         self.action_space = gym.spaces.Box(-1.0, 1.0, space.shape, np.float32)
 
     def action(self, action: np.ndarray) -> np.ndarray:
@@ -102,9 +108,14 @@ class MujocoCamera:
 
     Software GL at default quality renders a 64×64 walker at ~60 frames/s; without shadows and
     multisampling, several times faster. The settings must be set before the first render.
+
+    ``flip=None`` turns the image upright when the camera's up axis points down in the world (Meta-World's
+    corner cameras): a 180° rotation, which is what a camera rolled upright would see (a vertical flip
+    alone would mirror the scene). Height fields edited by a task (dm_control's quadruped escape draws new
+    terrain every episode) are uploaded again before the next image.
     """
 
-    def __init__(self, model: Any, size: tuple[int, int], camera: int | str = -1, flip: bool = False,
+    def __init__(self, model: Any, size: tuple[int, int], camera: int | str = -1, flip: bool | None = None,
                  free_camera: dict | None = None):
         import mujoco
 
@@ -113,7 +124,9 @@ class MujocoCamera:
         # The offscreen buffer must hold the image.
         model.vis.global_.offheight = max(model.vis.global_.offheight, size[0])
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, size[1])
-        self.renderer = mujoco.Renderer(model, height=size[0], width=size[1])
+        self.model, self.size = model, (int(size[0]), int(size[1]))
+        self.renderer: Any = mujoco.Renderer(model, height=self.size[0], width=self.size[1])
+        self._hfield = model.hfield_data.copy() if model.nhfield else None
         self.camera: Any = camera
         if free_camera is not None:
             cam = mujoco.MjvCamera()
@@ -131,10 +144,30 @@ class MujocoCamera:
             _AT_EXIT = True
         _CAMERAS.add(self)
 
+    def _upside_down(self, data: Any) -> bool:
+        import mujoco
+
+        if isinstance(self.camera, mujoco.MjvCamera) or self.camera == -1:
+            return False  # free cameras keep the world's z up
+        cam = self.camera if isinstance(self.camera, int) else mujoco.mj_name2id(
+            self.model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
+        return bool(data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)  # z component of the camera's up axis
+
     def render(self, data: Any) -> np.ndarray:
+        import mujoco
+
+        if self.renderer is None:
+            raise RuntimeError("render() after close()")
+        if self._hfield is not None and not np.array_equal(self._hfield, self.model.hfield_data):
+            # The GL context holds its own copy of height fields; a new renderer uploads the current ones.
+            self.renderer.close()
+            self.renderer = mujoco.Renderer(self.model, height=self.size[0], width=self.size[1])
+            self._hfield = self.model.hfield_data.copy()
         self.renderer.update_scene(data, camera=self.camera)
         image = self.renderer.render()
-        return np.ascontiguousarray(image[::-1]) if self.flip else image
+        if self.flip is None:
+            self.flip = self._upside_down(data)
+        return np.ascontiguousarray(image[::-1, ::-1]) if self.flip else image
 
     def close(self) -> None:
         if self.renderer is not None:

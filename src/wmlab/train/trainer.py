@@ -104,8 +104,10 @@ class Trainer:
         if groups is None:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
         c = self.config
+        # The fused kernel is several times faster than the per-tensor loop, on CPU and GPU alike.
         self.optimizer = torch.optim.AdamW(groups, lr=c.lr, betas=tuple(c.betas), eps=c.eps,
-                                           weight_decay=c.weight_decay)
+                                           weight_decay=c.weight_decay,
+                                           fused=self.device.type in ("cpu", "cuda"))
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])  # warm-up scales from here (saved with the optimizer)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
