@@ -1,14 +1,16 @@
 """Collection throughput: env steps/s with 64×64 rendering, one process vs worker processes.
 
-For dmc:walker_walk, metaworld:drawer-open and procgen:coinrun, collects random episodes into a fresh
-store with ``wmlab.envs.collect.collect`` (the same code path as ``wmlab collect``) and reports env steps
-per second including rendering, episode assembly and the atomic store write. Worker start-up (a spawned
-Python process importing the simulator) is included, as a user would see it.
+For dmc:walker_walk, metaworld:drawer-open and procgen:coinrun:
+
+- ``env loop``: ``make(...)`` then ``step`` with random actions in this process (simulation + rendering only);
+- ``collect, N workers``: random episodes into a fresh store with ``wmlab.envs.collect.collect`` (the code
+  path of ``wmlab collect``), counting rendering, episode assembly and the atomic store write, and worker
+  start-up (a spawned Python process importing the simulator), as a user would see it.
 
     python benchmarks/bench_collect.py            # full
     python benchmarks/bench_collect.py --quick    # tiny, proves the script runs
 
-Writes a markdown table to stdout and JSON to benchmarks/results/collect.json.
+Prints a markdown table and writes JSON to benchmarks/results/collect.json (``--quick``: collect_quick.json).
 """
 
 from __future__ import annotations
@@ -19,15 +21,35 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 HERE = Path(__file__).resolve().parent
-ENVS = {"dmc:walker_walk": 250, "metaworld:drawer-open": 250, "procgen:coinrun": 250}
+ENVS = ["dmc:walker_walk", "metaworld:drawer-open", "procgen:coinrun"]
 
 
-def measure(env_id: str, episodes: int, max_steps: int, workers: int) -> dict:
+def env_loop(env_id: str, steps: int) -> dict:
+    """Steps/s of one env in this process: simulation and 64×64 rendering, no storage."""
+    from wmlab.envs import make
+
+    env = make(env_id, size=(64, 64))
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())  # the first render builds the GL context: not part of the rate
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    seconds = time.perf_counter() - t0
+    env.close()
+    return {"env": env_id, "mode": "env loop", "workers": 0, "steps": steps, "seconds": round(seconds, 2),
+            "steps_per_s": round(steps / seconds, 1)}
+
+
+def collect_rate(env_id: str, episodes: int, max_steps: int, workers: int) -> dict:
     from wmlab.envs.collect import collect
 
     root = Path(tempfile.mkdtemp(prefix="wmlab-bench-collect-"))
@@ -36,30 +58,33 @@ def measure(env_id: str, episodes: int, max_steps: int, workers: int) -> dict:
                           size=(64, 64), progress=False)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"env": env_id, "workers": workers, "episodes": episodes, "steps": summary["steps"],
-            "seconds": summary["seconds"], "steps_per_s": summary["steps_per_s"]}
+    return {"env": env_id, "mode": f"collect, {workers} worker{'s' if workers > 1 else ''}", "workers": workers,
+            "steps": summary["steps"], "seconds": summary["seconds"], "steps_per_s": summary["steps_per_s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--out", default=str(HERE / "results" / "collect.json"))
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/collect[_quick].json)")
     args = parser.parse_args()
+    loop_steps, episode_steps = (30, 20) if args.quick else (1000, 250)
     rows = []
-    for env_id, steps in ENVS.items():
+    for env_id in ENVS:
+        rows.append(env_loop(env_id, loop_steps))
+        print(rows[-1], flush=True)
         for workers in [int(w) for w in args.workers.split(",")]:
             episodes = 2 if args.quick else 4 * workers
-            rows.append(measure(env_id, episodes, 20 if args.quick else steps, workers))
+            rows.append(collect_rate(env_id, episodes, episode_steps, workers))
             print(rows[-1], flush=True)
-    print("\n| env | workers | env steps | seconds | env steps/s |\n|---|---:|---:|---:|---:|")
+    print("\n| env | mode | env steps | seconds | env steps/s |\n|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['env']} | {r['workers']} | {r['steps']} | {r['seconds']:.1f} | {r['steps_per_s']:.0f} |")
-    if not args.quick:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                                   "rows": rows}, indent=2))
+        print(f"| {r['env']} | {r['mode']} | {r['steps']} | {r['seconds']:.1f} | {r['steps_per_s']:.0f} |")
+    out = Path(args.out or HERE / "results" / ("collect_quick.json" if args.quick else "collect.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"quick": args.quick, "image": [64, 64], "machine": platform.processor()
+                               or platform.machine(), "cpus": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

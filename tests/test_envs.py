@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import gymnasium as gym
@@ -9,8 +11,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from wmlab import envs
-from wmlab.envs.wrappers import ActionRepeat, NormalizeAction, resize
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from wmlab import envs  # noqa: E402
+from wmlab.envs import registry  # noqa: E402
+from wmlab.envs.wrappers import ActionRepeat, MujocoCamera, NormalizeAction, resize  # noqa: E402
 
 ALL = envs.list_envs()
 SIZE = (24, 32)  # non-square and not the default: every suite must render at any size
@@ -55,20 +60,74 @@ def test_env_conforms(env_id):
             assert (env.action_space.low == -1).all() and (env.action_space.high == 1).all()
         else:
             assert isinstance(env.action_space, gym.spaces.Discrete)
-        first = _rollout(env, seed=3, steps=4)
-        again = _rollout(env, seed=3, steps=4)
+        first = _rollout(env, seed=3, steps=3)
+        again = _rollout(env, seed=3, steps=3)
         assert len(first) == len(again) and all((a == b).all() for a, b in zip(first, again)), \
             "the same seed must give the same rollout"
         obs, _ = env.reset(seed=3)
         assert space.contains(obs), f"{env_id}: observation not in its space"
         if "proprio" in obs:
             assert obs["proprio"].dtype == np.float32 and np.isfinite(obs["proprio"]).all()
+        other, _ = env.reset(seed=4)
+        if not env_id.startswith("dmc:lqr"):  # LQR's start differs by a tiny offset (same frame at this size)
+            assert any((obs[k] != other[k]).any() for k in obs), "different seeds must give different starts"
         assert obs["image"].std() > 0, "rendered image is blank"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             check_env(env, skip_render_check=True, skip_close_check=True)
     finally:
         env.close()
+
+
+def test_extra_dmc_tasks_resolve_and_are_optional(monkeypatch):
+    from dm_control import suite
+
+    from wmlab.envs import dmc, dmc_extra
+
+    assert {f"dmc:{d}_{t}" for d, t in dmc_extra.EXTRA_TASKS} <= set(ALL)
+    # Without the module, the suite's own tasks remain and nothing else breaks.
+    monkeypatch.setitem(sys.modules, "wmlab.envs.dmc_extra", None)
+    monkeypatch.delattr(envs, "dmc_extra", raising=False)
+    dmc._domains_and_tasks.cache_clear()
+    try:
+        assert dmc.tasks() == sorted(f"{d}_{t}" for d, t in suite.ALL_TASKS)
+        with pytest.raises(envs.UnknownEnvError, match="dmc:stickman_walk"):
+            envs.make("dmc:stickman_walk")
+    finally:
+        dmc._domains_and_tasks.cache_clear()
+
+
+def test_missing_suite_package_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "procgen", None)  # import procgen now fails as if not installed
+    monkeypatch.delitem(sys.modules, "wmlab.envs.procgen", raising=False)
+    monkeypatch.delitem(registry._SUITES, "procgen", raising=False)
+    with pytest.raises(envs.MissingDependencyError, match="pip install --no-deps procgen-mirror"):
+        envs.make("procgen:coinrun")
+    with pytest.warns(UserWarning, match="procgen"):
+        ids = envs.list_envs()
+    assert "dmc:walker_walk" in ids and not any(i.startswith("procgen:") for i in ids)
+
+
+def test_camera_refreshes_terrain_and_turns_upside_down_cameras():
+    from dm_control import suite
+
+    task = suite.load("quadruped", "escape", task_kwargs={"random": 0})
+    task.reset()  # draws the terrain
+    physics = task.physics
+    camera = MujocoCamera(physics.model.ptr, (32, 32), camera=2)
+    before = camera.render(physics.data.ptr).copy()
+    physics.model.hfield_data[:] = 0.0  # what quadruped escape does at every reset: new terrain
+    after = camera.render(physics.data.ptr)
+    fresh = MujocoCamera(physics.model.ptr, (32, 32), camera=2)
+    assert (after == fresh.render(physics.data.ptr)).all() and (after != before).any()
+    camera.close(), fresh.close()
+    env = envs.make("metaworld:reach", size=(32, 32))
+    assert env.unwrapped._camera.flip is True  # corner2 hangs upside down
+    env.close()
+    env = envs.make("metaworld:reach", size=(32, 32), camera="topview")
+    env.reset(seed=0)
+    assert env.unwrapped._camera.flip is False
+    env.close()
 
 
 def test_unknown_ids_name_the_fix():
@@ -116,6 +175,11 @@ def test_action_repeat_and_normalisation():
     assert reward == 3.0 and inner.calls == 3 and np.allclose(inner.last, [10.0])
     _, reward, terminated, _, _ = env.step(np.array([-1.0]))
     assert terminated and reward == 2.0 and np.allclose(inner.last, [0.0])  # stops at termination
+    # Bounds that are not real bounds (dm_control's LQR: ±1e10) pass actions through unchanged.
+    inner.action_space = gym.spaces.Box(np.array([0.0, -1e10]), np.array([10.0, 1e10]))
+    env = NormalizeAction(inner)
+    env.step(np.array([0.0, 0.5]))
+    assert np.allclose(inner.last, [5.0, 0.5]) and env.action_space.shape == (2,)
 
 
 def test_resize_antialiases():

@@ -20,7 +20,7 @@ import numpy as np
 from wmlab.envs.policies import check_policy, make_policy
 
 # Settings that, with the seed, fix an episode: a stored episode with the same ones is not collected again.
-_SAME = ("env", "policy", "size", "action_repeat", "max_steps", "env_kwargs", "policy_kwargs")
+_SAME = ("env", "policy", "size", "action_repeat", "max_steps", "env_kwargs", "policy_kwargs", "split")
 
 
 def rollout(env: Any, policy: Callable[[dict], Any], seed: int, max_steps: int | None = None) -> dict[str, np.ndarray]:
@@ -87,8 +87,8 @@ def _worker(job: dict[str, Any], indices: list[int], counter: Any,
                         **{"return": float(episode["reward"].sum())})
             if "success" in episode:
                 meta["success"] = bool(episode["success"].any())
-            if job["split"]:
-                meta["split"] = job["split"]
+            if meta["split"] is None:
+                del meta["split"]  # the store reads a missing split as "no split"
             if env.action_space.shape == ():
                 meta["num_actions"] = int(env.action_space.n)
             store.add(episode, meta)
@@ -105,7 +105,7 @@ def _done_seeds(store: Any, job: dict[str, Any]) -> set[int]:
     done = set()
     for eid in store.ids():
         meta = store.meta(eid)
-        if all(meta.get(key) == job[key] for key in _SAME) and "seed" in meta:
+        if "seed" in meta and all(meta.get(key) == job[key] for key in _SAME):
             done.add(int(meta["seed"]))
     return done
 

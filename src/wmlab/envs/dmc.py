@@ -74,12 +74,13 @@ class DMCEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | None = None):
+    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None):
         self.domain, self.task = _split(task)
         self.size = tuple(size)
         self._env = _load(self.domain, self.task, None)
-        self._camera_id = CAMERAS.get(self.domain, 0) if camera is None else int(camera)
-        self._camera: MujocoCamera | None = None
+        physics = self._env.physics
+        self._camera: MujocoCamera | None = MujocoCamera(
+            physics.model.ptr, self.size, camera=CAMERAS.get(self.domain, 0) if camera is None else camera)
         spec = self._env.action_spec()
         self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32),
                                            spec.shape, np.float32)
@@ -96,10 +97,9 @@ class DMCEnv(gym.Env):
         return {"image": self.render(), "proprio": proprio}
 
     def render(self) -> np.ndarray:
-        physics = self._env.physics
         if self._camera is None:
-            self._camera = MujocoCamera(physics.model.ptr, self.size, camera=self._camera_id)
-        return self._camera.render(physics.data.ptr)
+            raise RuntimeError("render() after close()")
+        return self._camera.render(self._env.physics.data.ptr)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
@@ -121,8 +121,10 @@ class DMCEnv(gym.Env):
         if self._camera is not None:
             self._camera.close()
             self._camera = None
+        # Frees dm_control's own GL context too, which some tasks make (quadruped escape, to upload terrain).
+        self._env.physics.free()
 
 
 @suite("dmc", tasks)
-def build(task: str, size: tuple[int, int] = (64, 64), camera: int | None = None) -> gym.Env:
+def build(task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None) -> gym.Env:
     return DMCEnv(task, size, camera)

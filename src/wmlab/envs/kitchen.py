@@ -34,19 +34,19 @@ def tasks() -> list[str]:
 class KitchenEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12}
 
-    def __init__(self, task: str, size: tuple[int, int] = (64, 64)):
+    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None):
         import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
         self._env = gym.make("FrankaKitchen-v1", tasks_to_complete=[TASKS[task]], disable_env_checker=True)
         self.size = tuple(size)
         u = self._env.unwrapped
-        self._camera = MujocoCamera(u.model, self.size, free_camera=VIEW)
+        self._camera = MujocoCamera(u.model, self.size, free_camera=VIEW) if camera is None else \
+            MujocoCamera(u.model, self.size, camera=camera)
         self.action_space = gym.spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
-        dim = ROBOT_DIM
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (*self.size, 3), np.uint8),
-            "proprio": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
+            "proprio": gym.spaces.Box(-np.inf, np.inf, (ROBOT_DIM,), np.float32),
         })
         self.render_mode = "rgb_array"
 
@@ -73,5 +73,6 @@ class KitchenEnv(gym.Env):
 
 
 @suite("kitchen", tasks)
-def build(task: str, size: tuple[int, int] = (64, 64)) -> gym.Env:
-    return KitchenEnv(task, size)
+def build(task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None) -> gym.Env:
+    """``camera=None``: a free camera over the counter; or one of the model's cameras by name or index."""
+    return KitchenEnv(task, size, camera)

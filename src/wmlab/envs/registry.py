@@ -1,7 +1,7 @@
 """One registry of environments by string id: ``<suite>:<task>``.
 
 Suites register themselves with :func:`suite`; their modules are imported only when one of their ids is
-made or listed, so a missing optional dependency fails only for that suite, with the pip extra to install.
+made or listed, so a missing optional dependency fails only for that suite, with the command that installs it.
 
     env = make("dmc:walker_walk", size=(64, 64), action_repeat=2)
     obs, info = env.reset(seed=0)        # obs["image"]: uint8 [64,64,3]
@@ -64,19 +64,19 @@ def suite(name: str, tasks: Callable[[], list[str]]) -> Callable[[Callable[..., 
 
 
 def _load_suite(name: str) -> Suite:
-    if name not in _SUITES:
-        if name not in _MODULES:
-            raise UnknownEnvError(f"unknown env suite {name!r}; suites: {', '.join(sorted(_MODULES))}")
-        module, install = _MODULES[name]
-        try:
+    """The suite ``name``, its module imported; :class:`MissingDependencyError` if its package is missing."""
+    if name not in _MODULES:
+        raise UnknownEnvError(f"unknown env suite {name!r}; suites: {', '.join(sorted(_MODULES))}")
+    module, install = _MODULES[name]
+    try:
+        if name not in _SUITES:
             importlib.import_module(module)
-            _SUITES[name].tasks()  # the task list comes from the simulator package itself
-        except ImportError as e:
-            _SUITES.pop(name, None)
-            if (e.name or "").startswith("wmlab"):
-                raise  # our own bug, not a missing dependency
-            raise MissingDependencyError(f"env suite {name!r} needs {e.name!r}, which is not installed; "
-                              f"install it with `{install}`") from e
+        _SUITES[name].tasks()  # the task list comes from the simulator package itself
+    except ImportError as e:
+        if (e.name or "").startswith("wmlab"):
+            raise  # our own bug, not a missing dependency
+        raise MissingDependencyError(f"env suite {name!r} needs {e.name!r}, which is not installed; "
+                                     f"install it with `{install}`") from e
     return _SUITES[name]
 
 

@@ -137,20 +137,28 @@ class MujocoCamera:
                 else:
                     setattr(cam, key, value)
             self.camera = cam
-        self.flip = flip
+        self.flip = self._upside_down() if flip is None else bool(flip)
         global _AT_EXIT
         if not _AT_EXIT:  # registered after mujoco's GL backend, so it runs before that one's teardown
             atexit.register(_close_cameras)
             _AT_EXIT = True
         _CAMERAS.add(self)
 
-    def _upside_down(self, data: Any) -> bool:
+    def _upside_down(self) -> bool:
+        """Whether the camera's up axis points down in the model's initial pose."""
         import mujoco
 
         if isinstance(self.camera, mujoco.MjvCamera) or self.camera == -1:
             return False  # free cameras keep the world's z up
         cam = self.camera if isinstance(self.camera, int) else mujoco.mj_name2id(
             self.model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
+        if not 0 <= cam < self.model.ncam:
+            names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
+            raise ValueError(f"camera {self.camera!r} is not in the model; its cameras: {names} "
+                             f"(or an index 0..{self.model.ncam - 1})")
+        data = mujoco.MjData(self.model)
+        mujoco.mj_kinematics(self.model, data)
+        mujoco.mj_camlight(self.model, data)
         return bool(data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)  # z component of the camera's up axis
 
     def render(self, data: Any) -> np.ndarray:
@@ -159,14 +167,19 @@ class MujocoCamera:
         if self.renderer is None:
             raise RuntimeError("render() after close()")
         if self._hfield is not None and not np.array_equal(self._hfield, self.model.hfield_data):
-            # The GL context holds its own copy of height fields; a new renderer uploads the current ones.
-            self.renderer.close()
-            self.renderer = mujoco.Renderer(self.model, height=self.size[0], width=self.size[1])
+            # The GL context holds its own copy of height fields: upload the new ones (mujoco.Renderer has no
+            # public call for it; without its context attributes, a new renderer uploads everything).
+            gl, con = getattr(self.renderer, "_gl_context", None), getattr(self.renderer, "_mjr_context", None)
+            if gl is not None and con is not None:
+                gl.make_current()
+                for i in range(self.model.nhfield):
+                    mujoco.mjr_uploadHField(self.model, con, i)
+            else:
+                self.renderer.close()
+                self.renderer = mujoco.Renderer(self.model, height=self.size[0], width=self.size[1])
             self._hfield = self.model.hfield_data.copy()
         self.renderer.update_scene(data, camera=self.camera)
         image = self.renderer.render()
-        if self.flip is None:
-            self.flip = self._upside_down(data)
         return np.ascontiguousarray(image[::-1, ::-1]) if self.flip else image
 
     def close(self) -> None:
