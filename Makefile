@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/bin/wmlab quickstart
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 -q -p no:cacheprovider
 
 bench: setup
 	$(VENV)/bin/wmlab bench

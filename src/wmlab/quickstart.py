@@ -26,15 +26,15 @@ def _doc(text: str, default: Any) -> Any:
 
 @dataclass
 class QuickstartConfig:
-    env: str = _doc("built-in environment to collect from", "dmc:cartpole_swingup")
+    env: str = _doc("built-in environment to collect from", "dmc:ball_in_cup_catch")
     run_dir: str = _doc("run folder (data, checkpoints, report)", "runs/quickstart")
-    episodes: int = _doc("training episodes to collect", 40)
-    test_episodes: int = _doc("held-out episodes (other seeds) for the report", 8)
-    max_steps: int = _doc("agent steps per episode", 250)
-    action_repeat: int = _doc("env steps per agent step", 2)
-    policy: str = _doc("collection policy", "sticky")
+    episodes: int = _doc("training episodes to collect", 20)
+    test_episodes: int = _doc("held-out episodes (other seeds) for the report", 4)
+    max_steps: int = _doc("agent steps per episode", 200)
+    action_repeat: int = _doc("env steps per agent step", 4)
+    policy: str = _doc("collection policy", "random")
     workers: int = _doc("collection worker processes", 2)
-    steps: int = _doc("world-model training steps", 1500)
+    steps: int = _doc("world-model training steps", 500)
     preset: str = _doc("world_model job preset the run starts from", "quickstart")
     context: int = _doc("frames observed before open-loop prediction", 5)
     horizon: int = _doc("frames predicted open loop", 45)

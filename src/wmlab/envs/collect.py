@@ -159,9 +159,10 @@ def collect(env_id: str, out: str | Path, episodes: int, workers: int = 1, polic
             while any(p.is_alive() for p in procs):
                 time.sleep(0.25)
                 store.refresh()
-                bar.n = len(store) - before
-                bar.set_postfix(steps=counter.value, refresh=False)
-                bar.refresh()
+                done = len(store) - before
+                if done != bar.n:  # redraw only on progress: a log file gets one line per episode, not per poll
+                    bar.update(done - bar.n)
+                    bar.set_postfix(steps=counter.value)
         finally:
             for p in procs:
                 p.join(timeout=0.1)
