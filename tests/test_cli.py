@@ -51,7 +51,7 @@ def test_train_eval_resume(tmp_path, capsys):
     data = moving_square_store(tmp_path / "store")
     run = tmp_path / "run"
     code, out, err = run_cli("train", "world_model", "preset=debug", f"data={data}", f"run_dir={run}",
-                             "trainer.steps=6", "trainer.ckpt_every=3", capsys=capsys)
+                             "trainer.steps=6", "trainer.ckpt_every=3", "trainer.eval_every=3", capsys=capsys)
     assert code == 0, err
     assert (run / "config.yaml").exists() and (run / "checkpoints" / "last").read_text().strip() == "00000006"
     saved = (run / "config.yaml").read_text()
@@ -59,8 +59,13 @@ def test_train_eval_resume(tmp_path, capsys):
     # Same run_dir again resumes: more steps continue from the last checkpoint.
     code, _, err = run_cli("train", "world_model", f"run_dir={run}", "trainer.steps=9", capsys=capsys)
     assert code == 0, err
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "train/total" in r]
     assert steps == sorted(steps) and steps[-1] == 9 and len(set(steps)) == len(steps)
+    # The periodic open-loop evaluator logged held-out PSNR beside copy-last, and a video.
+    evals = [r for r in records if "eval/open_loop/psnr_1_10" in r or "open_loop/psnr_1_10" in r]
+    assert evals, records[-1].keys()
+    assert list((run / "videos").glob("open_loop*.mp4"))
     code, out, err = run_cli("eval", str(run), capsys=capsys)
     assert code == 0, err
     result = json.loads(out)

@@ -73,7 +73,29 @@ def _store(path: str) -> Any:
 def build_model(cfg: WorldModelJobConfig, spec: dict[str, Any]) -> torch.nn.Module:
     from wmlab.models.world_model import WorldModel
 
+    if spec.get("action_dim") is None and not spec.get("action_discrete") and cfg.model.action_input == "real":
+        raise ValueError(f"store {cfg.data} holds action-free video (no 'action' key); train an action-free "
+                         f"model with model.action_input=none")
     return WorldModel(cfg.model, spec)
+
+
+def _open_loop_evaluator(store: Any, ecfg: EvalConfig) -> Any:
+    """Every ``trainer.eval_every`` steps: held-out open-loop PSNR beside copy-last, and a video to TensorBoard."""
+    small = EvalConfig(split=ecfg.split, context=ecfg.context, horizon=ecfg.horizon,
+                       windows=min(ecfg.windows, 8), samples=2, seed=ecfg.seed)
+
+    def evaluate(trainer: Any, step: int) -> dict[str, float]:
+        result = open_loop_eval(trainer.model, store, small)
+        trainer.model.train()
+        table = result["table"]
+        first = slice(0, min(10, small.horizon))
+        context, truth, pred = result["samples"][0]
+        trainer.log_video("open_loop", np.concatenate([np.concatenate([context, truth], 0),
+                                                       np.concatenate([context, pred], 0)], axis=2), step)
+        return {"open_loop/psnr_1_10": float(table["psnr"][first].mean()),
+                "open_loop/copy_last_psnr_1_10": float(table["baseline_psnr"][first].mean())}
+
+    return evaluate
 
 
 def run(cfg: WorldModelJobConfig) -> dict[str, Any]:
@@ -87,7 +109,10 @@ def run(cfg: WorldModelJobConfig) -> dict[str, Any]:
     def data(seed: int) -> Any:  # each rank gets its own seed under torchrun
         return make_loader(store.root, cfg.batch_size, cfg.length, workers=cfg.workers, seed=seed, split=split)
 
-    with Trainer(model, data, cfg.trainer, cfg.run_dir, model_config=cfg.model) as trainer:
+    evaluators = []
+    if cfg.trainer.eval_every and store.ids(split=cfg.eval.split):
+        evaluators.append(_open_loop_evaluator(store, cfg.eval))
+    with Trainer(model, data, cfg.trainer, cfg.run_dir, evaluators=evaluators, model_config=cfg.model) as trainer:
         return trainer.fit()
 
 
@@ -125,12 +150,13 @@ def open_loop_eval(model: Any, store: Any, ecfg: EvalConfig, batch_size: int = 8
     length = ecfg.context + ecfg.horizon
     windows = _windows(store, ecfg.split, length, ecfg.windows, ecfg.seed)
     model.eval()
+    device = next(model.parameters()).device
     preds, truths, contexts = [], [], []
     for i in range(0, len(windows), batch_size):
         chunk = windows[i:i + batch_size]
         batch = {k: torch.as_tensor(np.stack([w[k] for w in chunk])) for k in chunk[0]}
-        out = model.open_loop(batch, context=ecfg.context)
-        preds.append(np.asarray(out["pred"]))
+        out = model.open_loop({k: v.to(device) for k, v in batch.items()}, context=ecfg.context)
+        preds.append(out["pred"].cpu().numpy())
         truths.append(batch["image"][:, ecfg.context:].numpy())
         contexts.append(batch["image"][:, :ecfg.context].numpy())
     pred, truth, context = (np.concatenate(x) for x in (preds, truths, contexts))
@@ -178,11 +204,12 @@ def _presets() -> dict[str, dict[str, Any]]:
     return {
         # Tiny: a few steps in seconds, for tests and smoke runs.
         "debug": {"batch_size": 4, "length": 16, "model": MODEL["debug"],
-                  "trainer": {"steps": 20, "log_every": 5, "ckpt_every": 10, "progress": False},
+                  "trainer": {"steps": 20, "log_every": 5, "ckpt_every": 10, "eval_every": 10,
+                              "progress": False},
                   "eval": {"context": 3, "horizon": 8, "windows": 4, "samples": 2}},
         # What `wmlab quickstart` trains: learns cartpole's dynamics in a few minutes on 2 CPU cores.
         "quickstart": {"batch_size": 16, "length": 32, "model": MODEL["small"],
-                       "trainer": {"lr": 3e-4, "log_every": 25, "ckpt_every": 250}},
+                       "trainer": {"lr": 3e-4, "log_every": 25, "ckpt_every": 250, "eval_every": 250}},
         "small": {"model": MODEL["small"]},
         "paper": {"model": MODEL["paper"]},
     }
