@@ -9,13 +9,7 @@ from wmlab.models.rssm import RSSM, State, shift_actions
 B, T, E, A = 3, 7, 10, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and tests often share the cores with other workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_rssm(action_dim: int = A, initial: str = "learned") -> RSSM:

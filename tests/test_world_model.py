@@ -16,13 +16,7 @@ from wmlab.models.actions import RealActions
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and tests often share the cores with other workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(size=(SIZE, SIZE), action_dim=2, discrete=False, num_actions=None, proprio_dim=None):
