@@ -12,6 +12,7 @@ import bisect
 import copy
 import fcntl
 import os
+import shutil
 import time
 import warnings
 from collections import OrderedDict
@@ -330,6 +331,23 @@ class EpisodeStore:
         layout.write_episode_dir(self._episodes_dir, eid, ep, info)
         self._register(eid, info)
         return eid
+
+    def remove(self, eids: Iterable[str]) -> None:
+        """Delete committed episodes (e.g. an online run's episodes collected after the checkpoint it resumes
+        from). Each folder is first renamed out of sight, so a concurrent reader never sees half of one."""
+        if self.mode != "a":
+            raise StoreError(f"store {self.root} is open read-only; open it with EpisodeStore(path, mode='a')")
+        eids = list(eids)
+        for eid in eids:
+            self._known(eid)
+        for eid in eids:
+            gone = self._episodes_dir / layout.temp_name(eid)
+            os.replace(self._episodes_dir / eid, gone)
+            shutil.rmtree(gone, ignore_errors=True)
+        self._ids, self._lengths, self._splits, self._num_steps = [], {}, {}, 0
+        self._stats = RunningStats()
+        self._reset_caches()
+        self.refresh()
 
     def writer(self, meta: Mapping[str, Any] | None = None) -> "EpisodeWriter":
         """A step-by-step writer for online collection (see :class:`wmlab.data.writer.EpisodeWriter`)."""

@@ -24,6 +24,7 @@ class Job:
 
 
 _MODULES = {
+    "dreamer": "wmlab.jobs.dreamer",
     "world_model": "wmlab.jobs.world_model",
 }
 

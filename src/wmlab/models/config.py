@@ -69,6 +69,9 @@ class WorldModelConfig:
     act: str = doc("silu", "activation: silu, elu, gelu, relu, tanh")
     image_loss: Literal["mse", "mse_mean"] = doc(
         "mse", "mse: squared error on [0,1] pixels summed per frame (DreamerV3); mse_mean: averaged per pixel")
+    reward_loss: Literal["twohot", "mse"] = doc(
+        "twohot", "twohot: categorical over symlog bins (DreamerV3); mse: unit-variance Gaussian on the raw "
+                  "reward (DreamerV2)")
     reward_bins: int = doc(255, "two-hot bins of the reward head (symlog space)")
     reward_low: float = doc(-20.0, "lowest reward bin (symlog space)")
     reward_high: float = doc(20.0, "highest reward bin (symlog space)")

@@ -9,7 +9,7 @@ Time alignment: ``action_in[:, t]`` drives ``o_t → o_{t+1}`` (the episode sche
 ``o_t`` reads ``action_in[:, t-1]``, and zeros at ``t = 0`` and wherever ``is_first`` is set.
 
 For speed on CPU everything that does not depend on the recurrence runs outside the time loop, batched
-over all ``T``: projections of embeddings and actions, the Gumbel noise for sampling, and the whole prior
+over all ``T``: projections of embeddings and actions, the random numbers for sampling, and the whole prior
 of :meth:`RSSM.observe` (it only reads ``deter``). The loop itself does four small matmuls per step.
 
 Shape legend: ``B`` batch, ``T`` time, ``H`` imagination horizon, ``D`` deter, ``S`` latents,
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from wmlab.models.config import RSSMConfig
 from wmlab.nn.blocks import LN_EPS, NormLinear, activation, init_hidden_, init_output_
-from wmlab.nn.dists import gumbel_noise, mode_onehot, sample_onehot, unimix_logprobs
+from wmlab.nn.dists import mode_onehot, sample_onehot, unimix_logprobs
 from wmlab.nn.tape import StepLinear
 
 
@@ -204,7 +204,7 @@ class RSSM(nn.Module):
         # T full-size [B,T,Hd] gradients.
         act_proj = self.action_in(prev).unbind(1) if self.action_in is not None else [None] * t  # T×[B,Hd]
         embed_proj = self.post_embed(embed).unbind(1)  # T×[B,Hd]
-        noise = gumbel_noise((b, t, self.num_stoch, self.classes), embed.device).unbind(1) if sample else None
+        noise = torch.rand(b, t, self.num_stoch, device=embed.device).unbind(1) if sample else None
         init = self.initial(b)
         if state is None:
             state = init
@@ -251,7 +251,7 @@ class RSSM(nn.Module):
         b = start.deter.shape[0]
         noise = None
         if sample:
-            noise = gumbel_noise((b, steps, self.num_stoch, self.classes), start.deter.device).unbind(1)
+            noise = torch.rand(b, steps, self.num_stoch, device=start.deter.device).unbind(1)
         state, out = start, []
         lin = self._loop_linears(start.deter, posterior=False)
         for h in range(steps):

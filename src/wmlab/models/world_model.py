@@ -61,7 +61,10 @@ class WorldModel(nn.Module):
         self.rssm = RSSM(r, embed_dim, self.actions.dim, cfg.norm, cfg.act)
         h = cfg.heads
         self.twohot = TwoHot(cfg.reward_bins, cfg.reward_low, cfg.reward_high)
-        self.reward_head = MLP(feat_dim, cfg.reward_bins, h.layers, h.units, cfg.norm, cfg.act, out_scale=0.0)
+        if cfg.reward_loss not in ("twohot", "mse"):
+            raise ValueError(f"reward_loss={cfg.reward_loss!r} must be twohot or mse")
+        reward_out = cfg.reward_bins if cfg.reward_loss == "twohot" else 1
+        self.reward_head = MLP(feat_dim, reward_out, h.layers, h.units, cfg.norm, cfg.act, out_scale=0.0)
         self.cont_head = MLP(feat_dim, 1, h.layers, h.units, cfg.norm, cfg.act, out_scale=1.0)
         self.feat_dim = feat_dim
         self.embed_dim = embed_dim
@@ -110,7 +113,17 @@ class WorldModel(nn.Module):
 
     def reward(self, features: Tensor) -> Tensor:
         """Predicted reward ``[...]`` for features ``[..., F]``."""
-        return self.twohot.decode(self.reward_head(features))
+        out = self.reward_head(features)
+        if self.cfg.reward_loss == "mse":
+            return out.float().squeeze(-1)
+        return self.twohot.decode(out)
+
+    def reward_loss(self, features: Tensor, reward: Tensor) -> Tensor:
+        """Per-step reward loss ``[...]`` of features ``[..., F]`` against rewards ``[...]``."""
+        out = self.reward_head(features)
+        if self.cfg.reward_loss == "mse":
+            return 0.5 * (out.float().squeeze(-1) - reward.float()) ** 2
+        return self.twohot.loss(out, reward)
 
     def cont(self, features: Tensor) -> Tensor:
         """Predicted probability ``[...]`` that the episode continues after this state."""
@@ -135,7 +148,7 @@ class WorldModel(nn.Module):
             target = symlog(batch["proprio"].float())
             terms["proprio"] = (c.proprio, mse_sum(self.proprio_dec(feat), target, 1))
         if "reward" in batch:
-            terms["reward"] = (c.reward, self.twohot.loss(self.reward_head(feat), batch["reward"]))
+            terms["reward"] = (c.reward, self.reward_loss(feat, batch["reward"]))
         if "is_terminal" in batch:
             cont = 1.0 - batch["is_terminal"].float()
             terms["cont"] = (c.cont, bernoulli_nll(self.cont_head(feat).squeeze(-1), cont))

@@ -20,7 +20,6 @@ from wmlab.nn.dists import (
     bernoulli_nll,
     categorical_entropy,
     categorical_kl,
-    gumbel_noise,
     kl_balance,
     mode_onehot,
     mse_sum,
@@ -35,6 +34,6 @@ __all__ = [
     "MLP", "ChannelNorm", "ConvDecoder", "ConvEncoder", "GemmGradConv2d", "GemmGradConvTranspose2d",
     "NormLinear", "StepLinear", "activation", "compute_dtype", "conv_stages",
     "init_hidden_", "init_output_", "TwoHot", "bernoulli_nll", "categorical_entropy", "categorical_kl",
-    "gumbel_noise", "kl_balance", "mode_onehot", "mse_sum", "sample_onehot", "symexp", "symlog",
+    "kl_balance", "mode_onehot", "mse_sum", "sample_onehot", "symexp", "symlog",
     "unimix_logprobs",
 ]

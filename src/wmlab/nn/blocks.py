@@ -99,8 +99,13 @@ class MLP(nn.Module):
         self.out_dim = out_dim if out_dim is not None else dims[-1]
 
     def forward(self, x: Tensor) -> Tensor:  # [..., F] -> [..., out_dim]
-        x = self.hidden(x)
-        return self.out(x) if self.out is not None else x
+        # One 2-D matmul per layer: a non-contiguous 3-D input (a time slice of a sequence) would otherwise
+        # take a batched-matmul path that copies the weight once per row (seconds on CPU).
+        lead = x.shape[:-1]
+        x = self.hidden(x.reshape(-1, x.shape[-1]))
+        if self.out is not None:
+            x = self.out(x)
+        return x.view(*lead, x.shape[-1])
 
 
 class ChannelNorm(nn.LayerNorm):

@@ -100,19 +100,21 @@ def unimix_logprobs(logits: Tensor, unimix: float) -> Tensor:
         return torch.log(probs)
 
 
-def sample_onehot(logprobs: Tensor, noise: Tensor | None = None) -> Tensor:
+def sample_onehot(logprobs: Tensor, uniform: Tensor | None = None) -> Tensor:
     """Straight-through one-hot sample ``[..., K]`` from log-probabilities.
 
-    The forward value is an exact one-hot (Gumbel-max with ``noise``, standard Gumbel of the same shape,
-    drawn here if not given); the backward pass sees the gradient of the probabilities.
+    The forward value is an exact one-hot drawn by inverting the CDF with ``uniform`` (one U(0,1) number per
+    categorical, shape ``[...]``; drawn here if not given): K times fewer random numbers than Gumbel-max,
+    which matters when imagination samples 32 latents of 32 classes for a thousand states per step. The
+    backward pass sees the gradient of the probabilities.
     """
     with float32(logprobs):
-        logprobs = logprobs.float()
-        if noise is None:
-            noise = -torch.log(-torch.log(torch.rand_like(logprobs).clamp_min(1e-20)))
-        index = (logprobs.detach() + noise).argmax(-1)
-        probs = logprobs.exp()
-        hard = F.one_hot(index, logprobs.shape[-1]).to(probs.dtype)
+        probs = logprobs.float().exp()
+        if uniform is None:
+            uniform = torch.rand(probs.shape[:-1], device=probs.device)
+        cdf = probs.detach().cumsum(-1)
+        index = (cdf < uniform.unsqueeze(-1) * cdf[..., -1:]).sum(-1).clamp_max(probs.shape[-1] - 1)
+        hard = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
         return hard + (probs - probs.detach())  # exact one-hot forward, gradient of probs backward
 
 
@@ -122,12 +124,6 @@ def mode_onehot(logprobs: Tensor) -> Tensor:
         probs = logprobs.float().exp()
         hard = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
         return hard + (probs - probs.detach())  # exact one-hot forward, gradient of probs backward
-
-
-def gumbel_noise(shape: tuple[int, ...] | torch.Size, device: torch.device | str = "cpu") -> Tensor:
-    """Standard Gumbel noise (float32), so a whole sequence's samples can be drawn in one call."""
-    u = torch.rand(shape, device=device).clamp_min(1e-20)
-    return -torch.log(-torch.log(u))
 
 
 def categorical_kl(logp: Tensor, logq: Tensor) -> Tensor:

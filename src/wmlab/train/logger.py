@@ -69,6 +69,18 @@ def strip(video: np.ndarray, max_frames: int = 16) -> np.ndarray:
     return sel.transpose(0, 2, 1, 3, 4).reshape(n * h, len(idx) * w, c)
 
 
+def write_mp4(path: str | Path, frames: Any, fps: int = 10) -> Path:
+    """Write uint8 frames ``[T,H,W,C]`` or ``[N,T,H,W,C]`` (samples side by side) as an H.264 mp4."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    video = as_video(frames, path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimwrite(str(path), list(tile(video)), fps=fps, codec="libx264", macro_block_size=1,
+                     quality=8, ffmpeg_log_level="error")
+    return path
+
+
 class RunLogger:
     """Writes scalars/videos of one run; a no-op unless ``enabled`` (the main process)."""
 
@@ -144,13 +156,8 @@ class RunLogger:
         video = as_video(frames, name)
         if not self.enabled:
             return None
-        import imageio.v2 as imageio
-
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "video"
-        path = self.run_dir / "videos" / f"{safe}_{step:08d}.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimwrite(str(path), list(tile(video)), fps=fps, codec="libx264", macro_block_size=1,
-                         quality=8, ffmpeg_log_level="error")
+        path = write_mp4(self.run_dir / "videos" / f"{safe}_{step:08d}.mp4", video, fps)
         image = strip(video)
         if self.tb is not None:
             self.tb.add_image(name, image, step, dataformats="HWC")

@@ -75,6 +75,10 @@ class Trainer:
             ``model -> groups``; default one group of all trainable parameters.
         model_config: the model's config (dataclass or dict), saved in checkpoints; resuming with another one
             is an error.
+
+    A group may carry ``clip`` (its own gradient-norm limit, e.g. actor and critic clipped apart from the
+    world model) and ``name``. A model with an ``after_update()`` method has it called after every applied
+    update (slow target networks, running normalisers): their state lives in the model's buffers.
     """
 
     def __init__(self, model: nn.Module, data: Iterable[dict[str, torch.Tensor]] | Callable[[int], Iterable],
@@ -219,8 +223,7 @@ class Trainer:
             for k, v in parts.items():
                 v = v.detach().float().mean() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
                 sums[k] = sums.get(k, 0.0) + v.to(self.device) / c.grad_accum
-        max_norm = c.grad_clip if c.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=None)
+        grad_norm = self._clip(sums)
         sums["grad_norm"] = grad_norm.detach().float()
         self.step += 1
         checks = torch.stack([sums["loss"], sums["grad_norm"]])
@@ -232,7 +235,26 @@ class Trainer:
             return None
         self._set_lr()
         self.optimizer.step()
+        after = getattr(self.model, "after_update", None)
+        if callable(after):
+            after()  # e.g. EMA targets and running statistics, updated once per applied update
         return sums
+
+    def _clip(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Clip gradients: globally to ``grad_clip``, or per parameter group where a group sets ``clip``
+        (logged as ``grad_norm/<group name>``); returns the global norm before clipping."""
+        c = self.config
+        groups = self.optimizer.param_groups
+        if not any("clip" in g for g in groups):
+            max_norm = c.grad_clip if c.grad_clip > 0 else math.inf
+            return torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=None)
+        squares = []
+        for i, group in enumerate(groups):
+            clip = group.get("clip", c.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(group["params"], clip if clip > 0 else math.inf, foreach=None)
+            sums[f"grad_norm/{group.get('name', i)}"] = norm.detach().float()
+            squares.append(norm.detach().float() ** 2)
+        return torch.stack(squares).sum().sqrt()
 
     def _warn_skip(self, sums: dict[str, torch.Tensor]) -> None:
         if self._skip_warnings >= _MAX_SKIP_WARNINGS:

@@ -1,0 +1,163 @@
+"""Dreamer full train step (world model + actor-critic in imagination): ms/step per size, precision and
+``torch.compile``, and imagined latent steps per second.
+
+The batch is random DMC-vision data: 16 windows × 64 steps of 64×64 frames, 6-d actions (walker). One
+step is what the trainer does per update: ``agent.loss`` (world-model loss, imagination of 15 steps from
+all 1024 posterior states, actor and critic losses), backward, per-group clipping, fused AdamW and the
+slow-critic update.
+
+    python benchmarks/bench_dreamer.py                    # small and paper, fp32 and bf16 (minutes)
+    python benchmarks/bench_dreamer.py --compile          # add torch.compile rows (adds compile time)
+    python benchmarks/bench_dreamer.py --quick            # tiny batch, one step: proves the script runs
+
+Writes markdown to stdout and benchmarks/results/dreamer.md, JSON to dreamer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_world_model import cpu_name, synthetic_batch  # noqa: E402
+
+MODES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def build(preset: str, size: int) -> Any:
+    from wmlab import config as C
+    from wmlab.agents import PRESETS, AgentConfig, DreamerAgent
+
+    cfg = C.resolve(AgentConfig(), PRESETS, preset, {})
+    spec = {"image": (size, size, 3), "action_dim": 6, "action_discrete": False, "num_actions": None,
+            "proprio_dim": None, "keys": ["image", "action", "reward", "is_first", "is_terminal"]}
+    torch.manual_seed(0)
+    agent = DreamerAgent(cfg, spec)
+    opt = torch.optim.AdamW(agent.optimizer_groups(), lr=1e-4, fused=True)
+    return agent, opt
+
+
+def make_step(agent: Any, opt: Any, batch: dict, dtype: torch.dtype | None, compiled: bool) -> Any:
+    loss_fn = torch.compile(agent.loss) if compiled else agent.loss
+
+    def step() -> float:
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss, _ = loss_fn(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in opt.param_groups:
+            torch.nn.utils.clip_grad_norm_(group["params"], group["clip"])
+        opt.step()
+        agent.after_update()
+        return float(loss.detach())
+
+    return step
+
+
+def split_times(agent: Any, batch: dict, dtype: torch.dtype | None) -> dict[str, float]:
+    """Seconds of the world-model part and the actor-critic part of one forward+backward, measured apart."""
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        t0 = time.perf_counter()
+        wm_loss, _, post = agent.wm.loss_and_states(batch)
+        wm_loss.backward()
+        t1 = time.perf_counter()
+        start = post.detach().flatten()
+        cont0 = torch.ones(start.deter.shape[0])
+        from wmlab.agents.dreamer import REWARDS
+
+        fn = REWARDS.get("task")
+        ac_loss, _ = agent.task.loss(agent.wm, start, cont0, lambda f, a: fn(agent, f, a), agent.encode_action)
+        ac_loss.backward()
+        t2 = time.perf_counter()
+    agent.zero_grad(set_to_none=True)
+    return {"world_model_s": t1 - t0, "actor_critic_s": t2 - t1}
+
+
+def imagine_rate(agent: Any, starts: int, dtype: torch.dtype | None, reps: int = 3) -> float:
+    """Imagined latent states per second (policy + prior step), no gradient."""
+    start = agent.wm.rssm.initial(starts)
+    best = float("inf")
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        agent.task.imagine(agent.wm, start, agent.encode_action)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            agent.task.imagine(agent.wm, start, agent.encode_action)
+            best = min(best, time.perf_counter() - t0)
+    return starts * agent.cfg.behavior.horizon / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--presets", default="small,paper")
+    parser.add_argument("--modes", default="fp32,bf16")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd steps")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--out", default=str(HERE / "results" / "dreamer.json"))
+    args = parser.parse_args()
+    quick = args.quick
+    b, t = (2, 8) if quick else (16, 64)
+    steps = args.steps or (1 if quick else 3)
+    warmup = args.warmup if args.warmup is not None else (1 if quick else 1)
+    batch = synthetic_batch(b, t, 64, 6)
+    batch["reward"] = batch["reward"].abs()
+    rows = []
+    for preset in args.presets.split(","):
+        agent, opt = build(preset, 64)
+        params = {"world_model": sum(p.numel() for p in agent.wm.parameters()),
+                  "actor_critic": sum(p.numel() for p in agent.task.parameters() if p.requires_grad)}
+        for mode in args.modes.split(","):
+            dtype = MODES[mode]
+            for compiled in ([False, True] if args.compile else [False]):
+                step = make_step(agent, opt, batch, dtype, compiled)
+                t0 = time.perf_counter()
+                for _ in range(warmup):
+                    step()
+                first = time.perf_counter() - t0
+                times = []
+                for _ in range(steps):
+                    t0 = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - t0)
+                split = split_times(agent, batch, dtype)
+                rate = imagine_rate(agent, b * t, dtype)
+                row = {"preset": preset, "mode": mode, "compile": compiled, "ms_per_step": 1e3 * statistics.median(times),
+                       "ms_min": 1e3 * min(times), "warmup_s": first, "wm_ms": 1e3 * split["world_model_s"],
+                       "ac_ms": 1e3 * split["actor_critic_s"], "imagined_steps_per_s": rate, **params}
+                rows.append(row)
+                print(f"  {preset} {mode}{' compile' if compiled else ''}: {row['ms_per_step']:.0f} ms/step "
+                      f"(wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
+                      file=sys.stderr, flush=True)
+    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {torch.get_num_threads()} threads, "
+             f"{cpu_name()}" + (" — QUICK (not a measurement)" if quick else ""), "",
+             "| preset | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
+             "imagined steps/s |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['preset']} | {r['world_model'] / 1e6:.2f}M / {r['actor_critic'] / 1e6:.2f}M | "
+                     f"{r['mode']} | {'yes' if r['compile'] else 'no'} | {r['ms_per_step']:.0f} | {r['wm_ms']:.0f} | "
+                     f"{r['ac_ms']:.0f} | {r['imagined_steps_per_s']:.0f} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"quick": quick, "batch": b, "length": t, "steps": steps, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__,
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out.with_suffix(".md").write_text(table + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

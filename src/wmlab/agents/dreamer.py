@@ -1,0 +1,230 @@
+"""The Dreamer agent: one module holding the world model, the task behaviour and (with Plan2Explore) an
+exploring behaviour and its ensemble, trained together by :class:`wmlab.train.Trainer` through one
+``loss(batch)`` with a parameter group per part (own learning rate, epsilon and clip).
+
+The reward a behaviour maximises is a plug: a function of imagined features and actions registered by
+name in :data:`REWARDS` (``task`` reads the reward head; ``plan2explore`` the ensemble's disagreement).
+A prompt-based reward (GenRL) or any other function of latent states registers the same way::
+
+    @REWARDS.register("height")
+    def height_reward(agent, feat, actions):      # feat [N,H+1,F], actions [N,H,A] -> [N,H+1]
+        return my_probe(feat).squeeze(-1)
+
+Shape legend: ``B`` batch, ``T`` time, ``N`` start states, ``H`` horizon, ``F`` features, ``A`` action size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wmlab.agents.behavior import Behavior, frozen
+from wmlab.agents.config import AgentConfig
+from wmlab.agents.explore import Ensemble
+from wmlab.models.rssm import State
+from wmlab.models.world_model import WorldModel
+
+AgentReward = Callable[["DreamerAgent", Tensor, Tensor], Tensor]
+
+
+class _RewardRegistry:
+    """Name → ``fn(agent, feat [N,H+1,F], actions [N,H,A]) -> reward [N,H+1]``."""
+
+    def __init__(self) -> None:
+        self._fns: dict[str, AgentReward] = {}
+
+    def register(self, name: str) -> Callable[[AgentReward], AgentReward]:
+        def add(fn: AgentReward) -> AgentReward:
+            self._fns[name] = fn
+            return fn
+
+        return add
+
+    def get(self, name: str) -> AgentReward:
+        if name not in self._fns:
+            raise ValueError(f"unknown reward {name!r} in agent.reward; choose from {', '.join(sorted(self._fns))}"
+                             f" or register one with @wmlab.agents.REWARDS.register(name)")
+        return self._fns[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._fns)
+
+
+REWARDS = _RewardRegistry()
+
+
+@REWARDS.register("task")
+def task_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tensor:
+    return agent.wm.reward(feat)
+
+
+@REWARDS.register("plan2explore")
+def disagreement_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tensor:
+    if agent.ensemble is None:
+        raise ValueError("reward plan2explore needs agent.explore=plan2explore (the ensemble)")
+    return agent.ensemble.disagreement(feat, agent.encode_action(actions))
+
+
+class DreamerAgent(nn.Module):
+    """World model + actor-critic(s); ``spec`` is the episode store's spec."""
+
+    def __init__(self, cfg: AgentConfig, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spec = dict(spec)
+        self.discrete = bool(spec.get("action_discrete"))
+        size = spec.get("num_actions") if self.discrete else spec.get("action_dim")
+        if not size:
+            raise ValueError("the Dreamer agent needs actions; the data spec has none (action-free video "
+                             "pretrains with `wmlab train pretrain`)")
+        if cfg.world_model.action_input != "real":
+            raise ValueError(f"the Dreamer agent acts through real actions; world_model.action_input="
+                             f"{cfg.world_model.action_input!r} is for pretraining")
+        self.action_size = int(size)
+        self.wm = WorldModel(cfg.world_model, spec)
+        feat, norm, act = self.wm.feat_dim, cfg.world_model.norm, cfg.world_model.act
+        self.task = Behavior(cfg.behavior, feat, self.action_size, self.discrete, norm, act)
+        REWARDS.get(cfg.reward)  # fail early on an unknown name
+        self.explorer: Behavior | None = None
+        self.ensemble: Ensemble | None = None
+        if cfg.explore == "plan2explore":
+            r = cfg.world_model.rssm
+            width = {"stoch": r.stoch * r.classes, "deter": r.deter, "feat": feat}[cfg.plan2explore.target]
+            self.ensemble = Ensemble(cfg.plan2explore, feat, self.wm.actions.dim, width)
+            self.explorer = Behavior(cfg.behavior, feat, self.action_size, self.discrete, norm, act)
+        elif cfg.explore != "none":
+            raise ValueError(f"agent.explore={cfg.explore!r} must be none or plan2explore")
+        if not cfg.train_world_model:
+            self.wm.requires_grad_(False)
+
+    # ------------------------------------------------------------------------------------------ actions
+    def encode_action(self, action: Tensor) -> Tensor:
+        """Policy output (one-hot for discrete, vector for continuous) → the world model's action input."""
+        return action.float() if self.discrete else self.wm.actions.encode(action)
+
+    def _explore_reward(self, feat: Tensor, actions: Tensor) -> Tensor:
+        p = self.cfg.plan2explore
+        reward = p.intrinsic * disagreement_reward(self, feat, actions)
+        if p.extrinsic:
+            reward = reward + p.extrinsic * task_reward(self, feat, actions)
+        return reward
+
+    # ------------------------------------------------------------------------------------------ training
+    def imagined_starts(self, count: int) -> State:
+        """Start states drawn from the world model alone: the initial state rolled ``imagined_warmup`` prior
+        steps under uniformly random actions (no dataset needed)."""
+        with torch.no_grad():
+            start = self.wm.rssm.initial(count)
+            steps = max(1, self.cfg.imagined_warmup)
+            if self.discrete:
+                idx = torch.randint(self.action_size, (count, steps), device=start.deter.device)
+                actions = F.one_hot(idx, self.action_size).float()
+            else:
+                actions = torch.rand(count, steps, self.action_size, device=start.deter.device) * 2 - 1
+            traj = self.wm.imagine(start, actions=self.encode_action(actions) if not self.discrete else actions)
+            return traj.map(lambda x: x[:, -1])
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """World-model loss + behaviour losses on one replay batch ``[B,T]`` (or on imagined starts only when
+        the batch is empty: ``start=imagined``)."""
+        metrics: dict[str, Tensor] = {}
+        total = torch.zeros((), device=self.wm.rssm.gru.weight.device)
+        if batch.get("image") is None:
+            start = self.imagined_starts(int(batch.get("starts", 1024)))
+            cont0 = torch.ones(start.deter.shape[0], device=start.deter.device)
+        else:
+            if self.cfg.train_world_model:
+                wm_loss, wm_metrics, post = self.wm.loss_and_states(batch)
+                total = total + wm_loss
+                metrics.update({f"wm/{k}": v for k, v in wm_metrics.items()})
+            else:
+                with torch.no_grad():
+                    post, _ = self.wm.observe(batch)
+            if self.ensemble is not None:
+                ens_loss = self.ensemble.loss(self.wm, post.detach(), self.wm.actions(batch).detach())
+                total = total + ens_loss
+                metrics["explore/ensemble_loss"] = ens_loss.detach()
+            start = post.detach().flatten()
+            if "is_terminal" in batch:
+                cont0 = 1.0 - batch["is_terminal"].flatten().float()
+            else:
+                cont0 = torch.ones(start.deter.shape[0], device=start.deter.device)
+        reward = REWARDS.get(self.cfg.reward)
+        task_loss, task_metrics = self.task.loss(self.wm, start, cont0, lambda f, a: reward(self, f, a),
+                                                 self.encode_action, (self.ensemble,))
+        total = total + task_loss
+        metrics.update({f"task/{k}": v for k, v in task_metrics.items()})
+        if self.explorer is not None:
+            expl_loss, expl_metrics = self.explorer.loss(self.wm, start, cont0, self._explore_reward,
+                                                         self.encode_action, (self.ensemble,))
+            total = total + expl_loss
+            metrics.update({f"explore/{k}": v for k, v in expl_metrics.items()})
+        return total, metrics
+
+    def after_update(self) -> None:
+        self.task.after_update()
+        if self.explorer is not None:
+            self.explorer.after_update()
+
+    def optimizer_groups(self) -> list[dict]:
+        """AdamW groups: world model, each actor and critic, the ensemble — each with its lr, eps and clip."""
+        c = self.cfg
+        groups = []
+        if c.train_world_model:
+            groups.append({"params": list(self.wm.parameters()), "lr": c.model_lr, "eps": c.model_eps,
+                           "clip": c.model_clip, "name": "world_model"})
+        groups += self.task.optimizer_groups("task")
+        if self.explorer is not None and self.ensemble is not None:
+            groups += self.explorer.optimizer_groups("explore")
+            p = c.plan2explore
+            groups.append({"params": list(self.ensemble.parameters()), "lr": p.lr, "eps": p.eps, "clip": p.clip,
+                           "name": "ensemble"})
+        return groups
+
+    # ------------------------------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], carry: tuple[State, Tensor] | None, behavior: str = "task",
+            sample: bool = True) -> tuple[Any, tuple[State, Tensor]]:
+        """One env step: observation (``image`` uint8 ``[H,W,C]``, optional ``proprio``) and the carried
+        ``(state, previous action input)`` (None at the start of an episode) → env action and new carry."""
+        device = self.wm.rssm.gru.weight.device
+        image = torch.as_tensor(np.ascontiguousarray(obs["image"]), device=device)[None, None]
+        frame = {"image": image}
+        if self.wm.proprio_enc is not None:
+            frame["proprio"] = torch.as_tensor(obs["proprio"], device=device, dtype=torch.float32)[None, None]
+        embed = self.wm.embed(frame)[:, 0]
+        first = carry is None
+        if first:
+            state = self.wm.rssm.initial(1)
+            prev = torch.zeros(1, self.wm.actions.dim, device=device)
+        else:
+            state, prev = carry
+        is_first = torch.tensor([first], device=device)
+        post, _ = self.wm.rssm.obs_step(state, prev, embed, is_first, sample=True)
+        module = self.explorer if behavior == "explore" and self.explorer is not None else self.task
+        dist = module.policy(self.wm.features(post))
+        action = dist.sample() if sample else dist.mode()
+        action_in = self.encode_action(action)
+        if self.discrete:
+            env_action = np.int64(int(action[0].argmax()))
+        else:
+            env_action = action[0].float().clamp(-1, 1).cpu().numpy().astype(np.float32)
+        return env_action, (post, action_in.float())
+
+
+def agent_policy(agent: DreamerAgent, behavior: str = "task", sample: bool = True) -> Callable[[dict], Any]:
+    """A per-episode policy closure for :func:`wmlab.envs.collect.rollout` (carries the RSSM state)."""
+    carry: list[Any] = [None]
+
+    def policy(obs: dict) -> Any:
+        action, carry[0] = agent.act(obs, carry[0], behavior, sample)
+        return action
+
+    return policy
+
+
+__all__ = ["DreamerAgent", "REWARDS", "agent_policy", "frozen", "task_reward", "disagreement_reward"]

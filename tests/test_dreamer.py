@@ -1,0 +1,236 @@
+"""The Dreamer agent: gradient isolation, presets, Plan2Explore, online/offline/imagined runs, exact resume,
+evaluation table."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wmlab import api
+from wmlab import config as C
+from wmlab.agents import PRESETS, REWARDS, AgentConfig, DreamerAgent
+from wmlab.config import ConfigError
+from wmlab.data.store import EpisodeStore
+from wmlab.train import load_weights
+
+SPEC = {"image": (16, 16, 3), "action_dim": 2, "action_discrete": False, "num_actions": None, "proprio_dim": None}
+DISCRETE = {**SPEC, "action_dim": None, "action_discrete": True, "num_actions": 3}
+
+
+def agent_for(spec, preset="debug", **overrides):
+    torch.manual_seed(0)
+    return DreamerAgent(C.resolve(AgentConfig(), PRESETS, preset, overrides), spec)
+
+
+def batch_for(spec, b=3, t=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[:, 0] = True
+    out = {"image": torch.randint(0, 256, (b, t, 16, 16, 3), dtype=torch.uint8, generator=g),
+           "reward": torch.rand(b, t, generator=g), "is_first": is_first,
+           "is_terminal": torch.zeros(b, t, dtype=torch.bool)}
+    if spec["action_discrete"]:
+        out["action"] = torch.randint(0, spec["num_actions"], (b, t), generator=g)
+    else:
+        out["action"] = torch.rand(b, t, spec["action_dim"], generator=g) * 2 - 1
+    return out
+
+
+def grads(module):
+    return [p.grad for p in module.parameters() if p.requires_grad]
+
+
+def has_grad(module):
+    return any(g is not None and g.abs().sum() > 0 for g in grads(module))
+
+
+def no_grad(module):
+    return all(g is None or g.abs().sum() == 0 for g in grads(module))
+
+
+def behaviour_loss(agent, batch):
+    post, _ = agent.wm.observe(batch)
+    start = post.detach().flatten()
+    fn = REWARDS.get("task")
+    loss, metrics = agent.task.loss(agent.wm, start, torch.ones(start.deter.shape[0]),
+                                    lambda f, a: fn(agent, f, a), agent.encode_action)
+    return loss, metrics
+
+
+@pytest.mark.parametrize("spec", [SPEC, DISCRETE], ids=["continuous", "discrete"])
+@pytest.mark.parametrize("grad", ["reinforce", "dynamics"])
+def test_actor_critic_sends_no_gradient_into_the_world_model(one_thread, spec, grad):
+    agent = agent_for(spec, **{"behavior.actor.grad": grad})
+    loss, metrics = behaviour_loss(agent, batch_for(spec))
+    loss.backward()
+    assert no_grad(agent.wm), "the actor-critic loss reached the world model"
+    assert has_grad(agent.task.actor) and has_grad(agent.task.critic)
+    assert all(p.grad is None for p in agent.task.slow_critic.parameters())
+    assert torch.isfinite(metrics["return"]) and metrics["entropy"] > 0
+
+
+def test_world_model_loss_sends_no_gradient_into_actor_or_critic(one_thread):
+    agent = agent_for(SPEC)
+    loss, _ = agent.wm.loss(batch_for(SPEC))
+    loss.backward()
+    assert has_grad(agent.wm)
+    assert no_grad(agent.task)
+
+
+def test_full_loss_trains_every_part_and_slow_critic_follows(one_thread):
+    agent = agent_for(SPEC)
+    opt = torch.optim.AdamW(agent.optimizer_groups(), lr=1e-3)
+    names = [g["name"] for g in agent.optimizer_groups()]
+    assert names == ["world_model", "task_actor", "task_critic"]
+    slow_before = [p.clone() for p in agent.task.slow_critic.parameters()]
+    loss, metrics = agent.loss(batch_for(SPEC))
+    assert {"wm/image", "wm/kl_dyn", "task/actor_loss", "task/critic_loss", "task/return_scale"} <= set(metrics)
+    loss.backward()
+    opt.step()
+    agent.after_update()
+    assert int(agent.task.updates) == 1 and int(agent.task.return_norm.count) == 1
+    moved = [not torch.equal(a, b) for a, b in zip(slow_before, agent.task.slow_critic.parameters())]
+    assert any(moved), "the slow critic did not move toward the critic"
+
+
+def test_dreamerv2_preset_is_config_of_the_same_classes(one_thread):
+    agent = agent_for(SPEC, "dreamerv2")
+    cfg = agent.cfg
+    assert cfg.world_model.loss.kl_dyn == 0.8 and cfg.world_model.loss.kl_rep == 0.2
+    assert cfg.world_model.reward_loss == "mse" and agent.wm.reward_head.out.out_features == 1
+    assert cfg.behavior.critic.loss == "mse" and cfg.behavior.actor.grad == "dynamics"
+    assert cfg.behavior.return_norm == "none" and cfg.world_model.heads.units == 400
+    assert len(agent.task.actor.hidden) == 4
+    loss, metrics = agent.loss(batch_for(SPEC))
+    loss.backward()
+    assert torch.isfinite(loss) and has_grad(agent.task.actor) and has_grad(agent.wm)
+
+
+def test_plan2explore_ensemble_and_two_behaviours(one_thread):
+    agent = agent_for(SPEC, **{"explore": "plan2explore"})
+    batch = batch_for(SPEC)
+    # Disagreement reward: zero at the start state, positive after, from the members' spread.
+    post, _ = agent.wm.observe(batch)
+    feat = agent.wm.features(post)
+    actions = torch.rand(3, 5, 2)
+    reward = REWARDS.get("plan2explore")(agent, feat, actions)
+    assert reward.shape == (3, 6) and torch.all(reward[:, 0] == 0) and torch.all(reward[:, 1:] > 0)
+    # The ensemble trains only from its own loss; behaviours leave it untouched.
+    _, metrics = agent.explorer.loss(agent.wm, post.detach().flatten(), torch.ones(18),
+                                     agent._explore_reward, agent.encode_action, (agent.ensemble,))
+    loss = agent.explorer.loss(agent.wm, post.detach().flatten(), torch.ones(18), agent._explore_reward,
+                               agent.encode_action, (agent.ensemble,))[0]
+    loss.backward()
+    assert no_grad(agent.ensemble) and no_grad(agent.wm) and has_grad(agent.explorer.actor)
+    agent.zero_grad()
+    total, metrics = agent.loss(batch)
+    total.backward()
+    assert has_grad(agent.ensemble) and has_grad(agent.task.actor) and has_grad(agent.explorer.actor)
+    assert metrics["explore/imag_reward"] > 0
+    assert [g["name"] for g in agent.optimizer_groups()][-1] == "ensemble"
+
+
+def test_imagined_starts_need_no_data(one_thread):
+    agent = agent_for(DISCRETE, **{"train_world_model": False})
+    loss, metrics = agent.loss({"starts": 12})
+    loss.backward()
+    assert no_grad(agent.wm) and has_grad(agent.task.actor)
+    assert [g["name"] for g in agent.optimizer_groups()] == ["task_actor", "task_critic"]
+
+
+def test_act_carries_state_and_respects_the_action_space(one_thread):
+    for spec in (SPEC, DISCRETE):
+        agent = agent_for(spec)
+        obs = {"image": np.zeros((16, 16, 3), np.uint8)}
+        action, carry = agent.act(obs, None)
+        action2, carry2 = agent.act(obs, carry)
+        if spec["action_discrete"]:
+            assert action.dtype == np.int64 and 0 <= int(action) < 3
+        else:
+            assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+        assert carry2[0].deter.shape == (1, agent.wm.rssm.deter_dim)
+
+
+def test_bad_agent_settings_are_clear_errors(one_thread):
+    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+        agent_for(SPEC, **{"reward": "nope"})
+    with pytest.raises(ValueError, match="needs actions"):
+        DreamerAgent(AgentConfig(), {**SPEC, "action_dim": None})
+    with pytest.raises(ConfigError, match="init="):
+        api.train("dreamer", preset="debug", run_dir="/nonexistent/x", start="imagined")
+
+
+# ------------------------------------------------------------------------------------------ runs
+def _weights(run_dir):
+    from safetensors.torch import load_file
+
+    from wmlab.train import checkpoint as ckpt
+
+    return load_file(str(ckpt.resolve(run_dir) / "model.safetensors"))
+
+
+def test_online_run_then_resume_equals_an_uninterrupted_run(tmp_path, one_thread):
+    settings = {"env_steps": 250, "prefill": 50}
+    straight = api.train("dreamer", preset="debug", run_dir=str(tmp_path / "a"), **settings)
+    assert straight["env_steps"] == 250 and straight["step"] > 0
+    assert np.isfinite(straight["eval/return_mean"])
+
+    api.train("dreamer", preset="debug", run_dir=str(tmp_path / "b"), **{**settings, "env_steps": 150})
+    # A crash after the checkpoint left an extra episode in the replay: resuming drops and re-collects it.
+    store = EpisodeStore(tmp_path / "b" / "replay", mode="a")
+    eid = store.ids()[-1]
+    store.add(store.load(eid), {"index": 99, "seed": 1, "policy": "task"})
+    resumed = api.train("dreamer", run_dir=str(tmp_path / "b"), env_steps=250)
+    assert resumed["step"] == straight["step"] and resumed["episodes"] == straight["episodes"]
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    assert len(EpisodeStore(tmp_path / "b" / "replay")) == len(EpisodeStore(tmp_path / "a" / "replay"))
+
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/return_mean" in r]
+    assert [r["env_step"] for r in evals] == [150, 250]
+    assert any("train/wm/image" in r for r in rows) and any("episode/return" in r for r in rows)
+    videos = sorted(p.name for p in (tmp_path / "a" / "videos").iterdir())
+    assert any(v.startswith("eval_policy") for v in videos) and any(v.startswith("eval_open_loop") for v in videos)
+
+
+def test_offline_imagined_and_eval_table(tmp_path, one_thread):
+    data = tmp_path / "store"
+    api.collect(env="dmc:cartpole_balance", out=str(data), episodes=2, max_steps=20, size=(16, 16), workers=1,
+                progress=False)
+    offline = tmp_path / "runs" / "offline"
+    out = api.train("dreamer", preset="debug", run_dir=str(offline), data=str(data), online=False,
+                    **{"trainer.steps": 4, "trainer.ckpt_every": 4})
+    assert out["step"] == 4
+
+    # start=imagined: no dataset, the world model from init= stays as it was, the policy learns.
+    imagined = tmp_path / "runs" / "imagined"
+    api.train("dreamer", preset="debug", run_dir=str(imagined), init=str(offline), start="imagined",
+              online=False, **{"trainer.steps": 3, "trainer.ckpt_every": 3, "agent.train_world_model": False})
+    before, after = _weights(offline), _weights(imagined)
+    wm_keys = [k for k in before if k.startswith("wm.")]
+    assert wm_keys and all(torch.equal(before[k], after[k]) for k in wm_keys)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("task.actor."))
+    assert json.loads((imagined / "init.json").read_text())["new"] == []
+
+    result = api.evaluate(str(imagined), episodes=2)
+    assert result["episodes"] == 2 and len(result["returns"]) == 2 and result["videos"]
+    assert np.isclose(result["return_mean"], np.mean(result["returns"]))
+    api.evaluate(str(offline), episodes=1)
+    with open(tmp_path / "runs" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == [str(imagined), str(offline)]
+    assert json.loads((imagined / "eval.json").read_text())["checkpoint step"] == 3
+
+
+def test_score_normaliser():
+    from wmlab.eval.scores import normalize
+
+    assert normalize("x:y", 50.0, random=0.0, expert=100.0) == 0.5
+    assert normalize("x:unknown", 50.0) is None
+    with pytest.raises(ValueError, match="equal"):
+        normalize("x:y", 1.0, random=3.0, expert=3.0)
