@@ -52,12 +52,9 @@ class ReturnNorm(nn.Module):
             return
         flat = returns.detach().float().flatten()
         q = torch.quantile(flat, torch.tensor([self.low, self.high], device=flat.device))
-        if int(self.count) == 0:
-            self.lo.copy_(q[0])
-            self.hi.copy_(q[1])
-        else:
-            self.lo.lerp_(q[0], 1 - self.decay)
-            self.hi.lerp_(q[1], 1 - self.decay)
+        rate = torch.where(self.count == 0, 1.0, 1.0 - self.decay)  # the first batch sets the range
+        self.lo.lerp_(q[0], rate)
+        self.hi.lerp_(q[1], rate)
         self.count += 1
 
     def scale(self) -> Tensor:

@@ -43,6 +43,11 @@ class ActionInput(nn.Module):
         """Map raw actions (as an agent or the batch holds them) to the input width ``A'``."""
         raise NotImplementedError
 
+    def aux_losses(self, batch: dict[str, Tensor]) -> dict[str, tuple[float, Tensor]]:
+        """Extra loss terms of this plug, ``name -> (scale, loss [B,T] or scalar)``; called by the world
+        model's loss after ``forward(batch)``. None by default."""
+        return {}
+
 
 ACTION_INPUTS: Registry[ActionInput] = Registry("action input", "action_input")
 

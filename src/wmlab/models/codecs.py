@@ -39,6 +39,11 @@ class FrameCodec(nn.Module):
         """``[B,T,F]`` (+ observed uint8 ``frames`` for context codecs) → image mean ``[B,T,H,W,C]``."""
         raise NotImplementedError
 
+    def aux_losses(self, batch: dict[str, Tensor]) -> dict[str, tuple[float, Tensor]]:
+        """Extra loss terms of this codec, ``name -> (scale, loss [B,T] or scalar)``; called by the world
+        model's loss after ``encode``/``decode`` ran on ``batch``. None by default."""
+        return {}
+
     def loss(self, mean: Tensor, image: Tensor) -> Tensor:
         """Reconstruction loss ``[B,T]`` of a decoded mean against uint8 frames, in float32."""
         err = mse_sum(mean, image, 3, target_scale=1.0 / 255.0)

@@ -58,6 +58,31 @@ class LossConfig:
 
 
 @dataclass
+class ContextConfig:
+    """ContextWM's contextualised decoder (``codec=contextwm``)."""
+
+    depth: int = doc(32, "channels of the context encoder's first stage (doubling per stage like cnn)")
+    attn_stages: int = doc(2, "decoder resolutions, from the finest, that cross-attend to the context features")
+    heads: int = doc(4, "attention heads of each cross-attention")
+    token_dropout: float = doc(0.0, "fraction of context tokens dropped while training (never in eval mode)")
+    erasing: float = doc(0.0, "probability of random erasing of a patch of the context frame while training")
+
+
+@dataclass
+class LatentActionConfig:
+    """PreLAR's latent actions (``action_input=prelar``): inferred from frames when the data has no actions,
+    encoded from real actions (and aligned to the inferred ones) when it has."""
+
+    dim: int = doc(16, "width of the latent action")
+    depth: int = doc(16, "channels of the latent action model's frame encoder")
+    units: int = doc(256, "hidden units of its MLPs and of the action encoder")
+    layers: int = doc(2, "hidden layers of the action encoder")
+    contrastive: float = doc(1.0, "scale of the InfoNCE loss that makes latent actions identify their transition")
+    temperature: float = doc(0.1, "InfoNCE temperature")
+    align: float = doc(1.0, "fine-tuning: scale of the loss pulling encoded real actions onto inferred ones")
+
+
+@dataclass
 class WorldModelConfig:
     rssm: RSSMConfig = field(default_factory=RSSMConfig, metadata={"doc": "recurrent state-space model"})
     cnn: CNNConfig = field(default_factory=CNNConfig, metadata={"doc": "conv encoder/decoder"})
@@ -81,6 +106,12 @@ class WorldModelConfig:
     codec: str = doc("cnn", "how frames are encoded and decoded: cnn")
     image_size: tuple[int, ...] = doc((), "expected (H, W); empty takes it from the data spec")
     proprio: bool = doc(False, "also encode and reconstruct the batch's proprio vector")
+    context: ContextConfig = field(default_factory=ContextConfig, metadata={"doc": "codec=contextwm settings"})
+    latent_action: LatentActionConfig = field(default_factory=LatentActionConfig,
+                                              metadata={"doc": "action_input=prelar settings"})
+    stack: bool = doc(False, "APV: an action-free RSSM (af_rssm) between the frame codec and this RSSM; its "
+                             "features are this RSSM's input")
+    stack_freeze: int = doc(0, "APV: keep the codec and af_rssm fixed for the first N updates")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -152,6 +152,12 @@ class WorldModel(nn.Module):
         if "is_terminal" in batch:
             cont = 1.0 - batch["is_terminal"].float()
             terms["cont"] = (c.cont, bernoulli_nll(self.cont_head(feat).squeeze(-1), cont))
+        for plug in (self.actions, self.codec):
+            for name, term in plug.aux_losses(batch).items():
+                if name in terms:
+                    raise ValueError(f"{type(plug).__name__} returns a loss named {name!r}, which the world "
+                                     f"model already has")
+                terms[name] = term
         means = {name: value.mean() for name, (_, value) in terms.items()}
         total = sum(scale * means[name] for name, (scale, _) in terms.items())
         total = total + c.kl_dyn * dyn.mean() + c.kl_rep * rep.mean()
