@@ -74,7 +74,14 @@ def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> t
                               f"on resume (choose a new run_dir= for preset={preset})")
         cfg = C.apply(C.load(job.config_cls, saved), overrides)
     else:
-        cfg = C.resolve(job.config_cls(), job.presets, preset, overrides)
+        cfg = C.resolve(job.config_cls(), job.presets, preset, {})
+        method = overrides.get("method", getattr(cfg, "method", None))
+        if method is not None and job.methods:
+            if method not in job.methods:
+                raise ConfigError(f"unknown method {method!r} for {job_name}; choose from "
+                                  f"{', '.join(job.methods)}")
+            cfg = C.apply(cfg, C.flatten(job.methods[method]))
+        cfg = C.apply(cfg, overrides)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     C.save(cfg, saved)

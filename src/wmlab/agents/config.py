@@ -87,6 +87,14 @@ class AgentConfig:
         "none", "plan2explore: an ensemble's disagreement drives a second, exploring policy that collects data")
     plan2explore: Plan2ExploreConfig = field(default_factory=Plan2ExploreConfig,
                                              metadata={"doc": "Plan2Explore settings"})
+    intrinsic: Literal["none", "video"] = doc(
+        "none", "video: APV's bonus (k-th nearest-neighbour distance of latent features averaged over a window); "
+                "a second reward head learns reward + intrinsic_scale·bonus and drives the task policy, while the "
+                "world model's reward head keeps the plain reward")
+    intrinsic_scale: float = doc(1.0, "weight of the video bonus in the policy's reward")
+    knn_k: int = doc(16, "video bonus: k of the k-th nearest neighbour")
+    knn_window: int = doc(4, "video bonus: steps averaged into one representation")
+    knn_queue: int = doc(4096, "video bonus: representations kept from earlier batches")
     train_world_model: bool = doc(True, "false keeps the world model fixed (behaviour learning only)")
     model_lr: float = doc(1e-4, "world-model learning rate")
     model_eps: float = doc(1e-8, "world-model AdamW epsilon")
@@ -98,6 +106,15 @@ class AgentConfig:
 def _heads(layers: int, units: int) -> dict[str, Any]:
     return {"layers": layers, "units": units}
 
+
+# DreamerV2's world model (DMC settings); also the size `wmlab train pretrain preset=dreamerv2` pretrains.
+DREAMERV2_WORLD_MODEL: dict[str, Any] = {
+    "rssm": {"deter": 200, "hidden": 200, "unimix": 0.0, "initial": "zeros", "update_bias": -1.0},
+    "cnn": {"depth": 48},
+    "heads": _heads(4, 400),
+    "norm": False, "act": "elu", "reward_loss": "mse",
+    "loss": {"kl_dyn": 0.8, "kl_rep": 0.2, "free_nats": 1.0},
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "debug": {
@@ -113,13 +130,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # DreamerV2 (DMC settings), the baseline of APV / ContextWM / PreLAR.
     "dreamerv2": {
-        "world_model": {
-            "rssm": {"deter": 200, "hidden": 200, "unimix": 0.0, "initial": "zeros", "update_bias": -1.0},
-            "cnn": {"depth": 48},
-            "heads": _heads(4, 400),
-            "norm": False, "act": "elu", "reward_loss": "mse",
-            "loss": {"kl_dyn": 0.8, "kl_rep": 0.2, "free_nats": 1.0},
-        },
+        "world_model": DREAMERV2_WORLD_MODEL,
         "behavior": {
             "discount": 0.99, "return_norm": "none",
             "actor": {**_heads(4, 400), "grad": "dynamics", "entropy": 1e-4, "lr": 8e-5, "unimix": 0.0},

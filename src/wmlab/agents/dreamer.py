@@ -25,8 +25,10 @@ from torch import Tensor, nn
 from wmlab.agents.behavior import Behavior, frozen
 from wmlab.agents.config import AgentConfig
 from wmlab.agents.explore import Ensemble
+from wmlab.agents.intrinsic import VideoBonus
 from wmlab.models.rssm import State
 from wmlab.models.world_model import WorldModel
+from wmlab.nn.blocks import MLP
 
 AgentReward = Callable[["DreamerAgent", Tensor, Tensor], Tensor]
 
@@ -62,6 +64,13 @@ def task_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tensor:
     return agent.wm.reward(feat)
 
 
+@REWARDS.register("policy")
+def policy_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tensor:
+    if agent.policy_reward is None:
+        raise ValueError("reward policy needs agent.intrinsic=video (the second reward head)")
+    return agent.policy_reward_value(feat)
+
+
 @REWARDS.register("plan2explore")
 def disagreement_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tensor:
     if agent.ensemble is None:
@@ -81,9 +90,10 @@ class DreamerAgent(nn.Module):
         if not size:
             raise ValueError("the Dreamer agent needs actions; the data spec has none (action-free video "
                              "pretrains with `wmlab train pretrain`)")
-        if cfg.world_model.action_input != "real":
+        if cfg.world_model.action_input in ("none", "embedding"):
             raise ValueError(f"the Dreamer agent acts through real actions; world_model.action_input="
-                             f"{cfg.world_model.action_input!r} is for pretraining")
+                             f"{cfg.world_model.action_input!r} is for pretraining (use real, or prelar to "
+                             f"encode real actions into a pretrained latent-action space)")
         self.action_size = int(size)
         self.wm = WorldModel(cfg.world_model, spec)
         feat, norm, act = self.wm.feat_dim, cfg.world_model.norm, cfg.world_model.act
@@ -98,13 +108,34 @@ class DreamerAgent(nn.Module):
             self.explorer = Behavior(cfg.behavior, feat, self.action_size, self.discrete, norm, act)
         elif cfg.explore != "none":
             raise ValueError(f"agent.explore={cfg.explore!r} must be none or plan2explore")
+        self.bonus: VideoBonus | None = None
+        self.policy_reward: MLP | None = None
+        if cfg.intrinsic == "video":
+            wm_cfg = cfg.world_model
+            self.bonus = VideoBonus(feat, cfg.knn_k, cfg.knn_window, cfg.knn_queue)
+            out = wm_cfg.reward_bins if wm_cfg.reward_loss == "twohot" else 1
+            h = wm_cfg.heads
+            self.policy_reward = MLP(feat, out, h.layers, h.units, norm, act, out_scale=0.0)
+        elif cfg.intrinsic != "none":
+            raise ValueError(f"agent.intrinsic={cfg.intrinsic!r} must be none or video")
         if not cfg.train_world_model:
             self.wm.requires_grad_(False)
+            if self.policy_reward is not None:
+                self.policy_reward.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------ actions
     def encode_action(self, action: Tensor) -> Tensor:
         """Policy output (one-hot for discrete, vector for continuous) → the world model's action input."""
-        return action.float() if self.discrete else self.wm.actions.encode(action)
+        if self.discrete and self.cfg.world_model.action_input == "real":
+            return action.float()  # the one-hot itself (keeps the straight-through gradient)
+        return self.wm.actions.encode(action)
+
+    def policy_reward_value(self, feat: Tensor) -> Tensor:
+        """The reward the policy maximises with ``intrinsic=video``: the second head's prediction."""
+        out = self.policy_reward(feat)
+        if self.cfg.world_model.reward_loss == "mse":
+            return out.float().squeeze(-1)
+        return self.wm.twohot.decode(out)
 
     def _explore_reward(self, feat: Tensor, actions: Tensor) -> Tensor:
         p = self.cfg.plan2explore
@@ -125,7 +156,7 @@ class DreamerAgent(nn.Module):
                 actions = F.one_hot(idx, self.action_size).float()
             else:
                 actions = torch.rand(count, steps, self.action_size, device=start.deter.device) * 2 - 1
-            traj = self.wm.imagine(start, actions=self.encode_action(actions) if not self.discrete else actions)
+            traj = self.wm.imagine(start, actions=self.encode_action(actions))
             return traj.map(lambda x: x[:, -1])
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -144,6 +175,19 @@ class DreamerAgent(nn.Module):
             else:
                 with torch.no_grad():
                     post, _ = self.wm.observe(batch)
+            if self.bonus is not None and self.policy_reward is not None and "reward" in batch:
+                source = self.wm.last_af_post if self.wm.last_af_post is not None else post
+                bonus = self.bonus(self.wm.features(source))
+                target = batch["reward"].float() + self.cfg.intrinsic_scale * bonus
+                out = self.policy_reward(self.wm.features(post))
+                if self.cfg.world_model.reward_loss == "mse":
+                    pr_loss = 0.5 * (out.float().squeeze(-1) - target) ** 2
+                else:
+                    pr_loss = self.wm.twohot.loss(out, target)
+                if self.cfg.train_world_model:
+                    total = total + pr_loss.mean()
+                metrics["wm/policy_reward"] = pr_loss.detach().mean()
+                metrics["wm/intrinsic"] = bonus.mean()
             if self.ensemble is not None:
                 ens_loss = self.ensemble.loss(self.wm, post.detach(), self.wm.actions(batch).detach())
                 total = total + ens_loss
@@ -153,9 +197,10 @@ class DreamerAgent(nn.Module):
                 cont0 = 1.0 - batch["is_terminal"].flatten().float()
             else:
                 cont0 = torch.ones(start.deter.shape[0], device=start.deter.device)
-        reward = REWARDS.get(self.cfg.reward)
+        name = "policy" if self.cfg.reward == "task" and self.policy_reward is not None else self.cfg.reward
+        reward = REWARDS.get(name)
         task_loss, task_metrics = self.task.loss(self.wm, start, cont0, lambda f, a: reward(self, f, a),
-                                                 self.encode_action, (self.ensemble,))
+                                                 self.encode_action, (self.ensemble, self.policy_reward))
         total = total + task_loss
         metrics.update({f"task/{k}": v for k, v in task_metrics.items()})
         if self.explorer is not None:
@@ -166,6 +211,7 @@ class DreamerAgent(nn.Module):
         return total, metrics
 
     def after_update(self) -> None:
+        self.wm.after_update()
         self.task.after_update()
         if self.explorer is not None:
             self.explorer.after_update()
@@ -175,8 +221,11 @@ class DreamerAgent(nn.Module):
         c = self.cfg
         groups = []
         if c.train_world_model:
-            groups.append({"params": list(self.wm.parameters()), "lr": c.model_lr, "eps": c.model_eps,
-                           "clip": c.model_clip, "name": "world_model"})
+            params = list(self.wm.parameters())
+            if self.policy_reward is not None:
+                params += list(self.policy_reward.parameters())
+            groups.append({"params": params, "lr": c.model_lr, "eps": c.model_eps, "clip": c.model_clip,
+                           "name": "world_model"})
         groups += self.task.optimizer_groups("task")
         if self.explorer is not None and self.ensemble is not None:
             groups += self.explorer.optimizer_groups("explore")
@@ -187,8 +236,8 @@ class DreamerAgent(nn.Module):
 
     # ------------------------------------------------------------------------------------------- acting
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], carry: tuple[State, Tensor] | None, behavior: str = "task",
-            sample: bool = True) -> tuple[Any, tuple[State, Tensor]]:
+    def act(self, obs: dict[str, np.ndarray], carry: tuple[Any, Tensor] | None, behavior: str = "task",
+            sample: bool = True) -> tuple[Any, tuple[Any, Tensor]]:
         """One env step: observation (``image`` uint8 ``[H,W,C]``, optional ``proprio``) and the carried
         ``(state, previous action input)`` (None at the start of an episode) → env action and new carry."""
         device = self.wm.rssm.gru.weight.device
@@ -196,15 +245,14 @@ class DreamerAgent(nn.Module):
         frame = {"image": image}
         if self.wm.proprio_enc is not None:
             frame["proprio"] = torch.as_tensor(obs["proprio"], device=device, dtype=torch.float32)[None, None]
-        embed = self.wm.embed(frame)[:, 0]
         first = carry is None
         if first:
-            state = self.wm.rssm.initial(1)
+            wm_carry = self.wm.initial_carry(1)
             prev = torch.zeros(1, self.wm.actions.dim, device=device)
         else:
-            state, prev = carry
+            wm_carry, prev = carry
         is_first = torch.tensor([first], device=device)
-        post, _ = self.wm.rssm.obs_step(state, prev, embed, is_first, sample=True)
+        post, wm_carry = self.wm.filter_step(wm_carry, prev, frame, is_first)
         module = self.explorer if behavior == "explore" and self.explorer is not None else self.task
         dist = module.policy(self.wm.features(post))
         action = dist.sample() if sample else dist.mode()
@@ -213,7 +261,7 @@ class DreamerAgent(nn.Module):
             env_action = np.int64(int(action[0].argmax()))
         else:
             env_action = action[0].float().clamp(-1, 1).cpu().numpy().astype(np.float32)
-        return env_action, (post, action_in.float())
+        return env_action, (wm_carry, action_in.float())
 
 
 def agent_policy(agent: DreamerAgent, behavior: str = "task", sample: bool = True) -> Callable[[dict], Any]:

@@ -21,10 +21,13 @@ class Job:
     run: Callable[[Any], Any]
     evaluate: Callable[..., Any] | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # ``method=<name>`` settings, applied over the preset and under the command line's own settings.
+    methods: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 _MODULES = {
     "dreamer": "wmlab.jobs.dreamer",
+    "pretrain": "wmlab.jobs.pretrain",
     "world_model": "wmlab.jobs.world_model",
 }
 

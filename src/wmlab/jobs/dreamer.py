@@ -71,6 +71,8 @@ class DreamerJobConfig:
     start: str = _doc("where imagination starts: posterior (replayed data) or imagined (sampled from the "
                       "world model; needs init=, no data)", "posterior")
     init: str = _doc("run folder or checkpoint whose world model initialises this agent", "")
+    method: str = _doc("fine-tuning settings of a video-pretraining method: none | plain | apv | contextwm | "
+                       "prelar (see wmlab.jobs.methods); pair it with init=<pretrained run>", "none")
     run_dir: str = _doc("run folder; the same folder again resumes", "runs/dreamer")
     env_steps: int = _doc("online: environment steps (frames, counting action repeat) to train for", 100_000)
     action_repeat: int = _doc("env steps per agent step", 2)
@@ -185,10 +187,15 @@ def load_world_model(agent: Any, path: str) -> dict[str, Any]:
     step_dir = ckpt.resolve(path)
     tensors = ckpt._read_tensors(step_dir / "model.safetensors")
     prefix = "wm." if any(k.startswith("wm.") for k in tensors) else ""
+    # APV: a stacked model takes a pretrained action-free model's RSSM as its af_rssm.
+    stack_from_plain = agent.wm.af_rssm is not None and not any(k.startswith(prefix + "af_rssm.") for k in tensors)
     own = agent.wm.state_dict()
     loaded, mismatched = [], []
     for name, value in own.items():
-        src = tensors.get(prefix + name)
+        if stack_from_plain and name.startswith("rssm."):
+            continue  # the action-conditioned RSSM is new
+        source = "rssm." + name[len("af_rssm."):] if stack_from_plain and name.startswith("af_rssm.") else name
+        src = tensors.get(prefix + source)
         if src is None:
             continue
         if tuple(src.shape) != tuple(value.shape):
@@ -557,4 +564,10 @@ def _presets() -> dict[str, dict[str, Any]]:
 
 PRESETS = _presets()
 
-JOB = Job("dreamer", DreamerJobConfig, run, evaluate, PRESETS)
+def _methods() -> dict[str, Any]:
+    from wmlab.jobs.methods import phase
+
+    return {"none": {}, **phase("finetune")}
+
+
+JOB = Job("dreamer", DreamerJobConfig, run, evaluate, PRESETS, _methods())

@@ -167,6 +167,12 @@ def open_loop_eval(model: Any, store: Any, ecfg: EvalConfig, batch_size: int = 8
 
 def evaluate(cfg: WorldModelJobConfig, **overrides: Any) -> dict[str, Any]:
     """Evaluate the last checkpoint of a run on the held-out split; writes report.html and eval.json."""
+    store = _store(cfg.data)
+    return evaluate_store(cfg, store, store.spec, **overrides)
+
+
+def evaluate_store(cfg: WorldModelJobConfig, store: Any, spec: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """:func:`evaluate` on a given store (view) and data spec."""
     import json
 
     from wmlab import config as C
@@ -174,8 +180,7 @@ def evaluate(cfg: WorldModelJobConfig, **overrides: Any) -> dict[str, Any]:
     from wmlab.train import load_weights
 
     ecfg = C.apply(cfg.eval, overrides)
-    store = _store(cfg.data)
-    model = build_model(cfg, store.spec)
+    model = build_model(cfg, spec)
     step = load_weights(cfg.run_dir, model)["step"]
     result = open_loop_eval(model, store, ecfg)
     table = result["table"]

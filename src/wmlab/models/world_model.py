@@ -15,6 +15,7 @@ Shape legend: ``B`` batch, ``T`` time, ``H,W,C`` image, ``E`` embedding, ``A`` a
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import torch
@@ -58,7 +59,11 @@ class WorldModel(nn.Module):
             self.proprio_enc = MLP(int(p), None, m.layers, m.units, cfg.norm, cfg.act)
             self.proprio_dec = MLP(feat_dim, int(p), m.layers, m.units, cfg.norm, cfg.act)
             embed_dim += self.proprio_enc.out_dim
-        self.rssm = RSSM(r, embed_dim, self.actions.dim, cfg.norm, cfg.act)
+        # APV: an action-free RSSM reads the frame embeddings; the action-conditioned RSSM reads its features.
+        self.af_rssm: RSSM | None = RSSM(r, embed_dim, 0, cfg.norm, cfg.act) if cfg.stack else None
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.last_af_post: State | None = None
+        self.rssm = RSSM(r, feat_dim if cfg.stack else embed_dim, self.actions.dim, cfg.norm, cfg.act)
         h = cfg.heads
         self.twohot = TwoHot(cfg.reward_bins, cfg.reward_low, cfg.reward_high)
         if cfg.reward_loss not in ("twohot", "mse"):
@@ -94,8 +99,53 @@ class WorldModel(nn.Module):
                 sample: bool = True) -> tuple[State, State]:
         """Posterior and prior states ``[B,T]`` of a batch (see :meth:`RSSM.observe`)."""
         self.check_batch(batch)
-        return self.rssm.observe(self.embed(batch), self.actions(batch), batch["is_first"], state,
-                                 prev_action, sample)
+        post, prior, _ = self._observe(batch, state, prev_action, sample)
+        return post, prior
+
+    def _frozen_stack(self) -> bool:
+        return self.af_rssm is not None and self.training and int(self.updates) < self.cfg.stack_freeze
+
+    def _observe(self, batch: dict[str, Tensor], state: State | None = None, prev_action: Tensor | None = None,
+                 sample: bool = True) -> tuple[State, State, tuple[State, State] | None]:
+        """``(post, prior, (af_post, af_prior) or None)``: with APV stacking the frames pass through the
+        action-free RSSM first (held fixed for the first ``stack_freeze`` updates)."""
+        is_first = batch["is_first"]
+        af = None
+        if self.af_rssm is None:
+            inputs = self.embed(batch)
+        else:
+            frozen = self._frozen_stack()
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                embed = self.embed(batch)
+                none = embed.new_zeros(*embed.shape[:2], 0)
+                af = self.af_rssm.observe(embed, none, is_first, sample=sample)
+            inputs = self.af_rssm.features(af[0])
+            if frozen:
+                inputs, af = inputs.detach(), None
+        post, prior = self.rssm.observe(inputs, self.actions(batch), is_first, state, prev_action, sample)
+        return post, prior, af
+
+    def initial_carry(self, batch_size: int) -> tuple[State, State | None]:
+        """What :meth:`filter_step` carries between env steps, at the start of an episode."""
+        af = self.af_rssm.initial(batch_size) if self.af_rssm is not None else None
+        return self.rssm.initial(batch_size), af
+
+    def filter_step(self, carry: tuple[State, State | None], prev_action: Tensor, frame: dict[str, Tensor],
+                    is_first: Tensor) -> tuple[State, tuple[State, State | None]]:
+        """One acting step: the carried states, the previous action input ``[B,A]``, a frame batch
+        ``{"image": [B,1,H,W,C], ...}`` and ``is_first [B]`` → posterior ``[B]`` and the new carry."""
+        state, af_state = carry
+        embed = self.embed(frame)[:, 0]
+        if self.af_rssm is not None:
+            none = embed.new_zeros(embed.shape[0], 0)
+            af_state, _ = self.af_rssm.obs_step(af_state, none, embed, is_first)
+            embed = self.af_rssm.features(af_state)
+        post, _ = self.rssm.obs_step(state, prev_action, embed, is_first)
+        return post, (post, af_state)
+
+    def after_update(self) -> None:
+        """Count updates (APV's ``stack_freeze`` reads it)."""
+        self.updates += 1
 
     def imagine(self, start: State, actions: Tensor | None = None,
                 policy: Callable[[State], Tensor] | None = None, horizon: int | None = None,
@@ -137,9 +187,14 @@ class WorldModel(nn.Module):
 
     def loss_and_states(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], State]:
         """:meth:`loss` plus the posterior states ``[B,T]`` (start states for imagination training)."""
-        post, prior = self.observe(batch)
+        self.check_batch(batch)
+        post, prior, af = self._observe(batch)
+        self.last_af_post = af[0].detach() if af is not None else None
         c = self.cfg.loss
         dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats)  # [B,T] each
+        if af is not None:  # the action-free model keeps learning its own prior
+            af_dyn, af_rep, _ = kl_balance(af[0].logits, af[1].logits, c.free_nats)
+            dyn, rep = dyn + af_dyn, rep + af_rep
         feat = self.features(post)  # [B,T,F]
         terms: dict[str, tuple[float, Tensor]] = {}
         image = batch["image"]
@@ -183,7 +238,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"open_loop context={context} must be between 1 and T-1={steps - 1}")
         seen = {k: v[:, :context] for k, v in batch.items() if torch.is_tensor(v) and v.dim() >= 2}
         action_in = self.actions(batch)  # [B,T,A], schema-aligned
-        post, _ = self.rssm.observe(self.embed(seen), action_in[:, :context], seen["is_first"], sample=sample)
+        post, _, _ = self._observe(seen, sample=sample)
         start = post.map(lambda x: x[:, -1])  # state at o_{context-1}
         states = self.rssm.imagine(start, actions=action_in[:, context - 1:steps - 1], sample=sample)
         pred = self.codec.decode(self.features(states), seen["image"])

@@ -1,0 +1,151 @@
+"""Video pretraining: APV stacking and its bonus, the pretrain job on stores and video files, methods as
+config, and pretrain → fine-tune loading the right weights."""
+
+import json
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from wmlab import api, jobs
+from wmlab import config as C
+from wmlab.agents import PRESETS, AgentConfig, DreamerAgent
+from wmlab.agents.intrinsic import VideoBonus
+from wmlab.config import ConfigError
+from wmlab.jobs.dreamer import load_world_model
+from wmlab.models import WorldModel, make_config
+
+SPEC = {"image": (16, 16, 3), "action_dim": 2, "action_discrete": False, "num_actions": None, "proprio_dim": None}
+
+
+def batch_for(b=2, t=6, seed=0, actions=True):
+    g = torch.Generator().manual_seed(seed)
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[:, 0] = True
+    out = {"image": torch.randint(0, 256, (b, t, 16, 16, 3), dtype=torch.uint8, generator=g), "is_first": is_first,
+           "reward": torch.rand(b, t, generator=g), "is_terminal": torch.zeros(b, t, dtype=torch.bool)}
+    if actions:
+        out["action"] = torch.rand(b, t, 2, generator=g) * 2 - 1
+    return out
+
+
+def grad_sum(module):
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_apv_stack_trains_both_rssms_and_freezes_on_request(one_thread):
+    torch.manual_seed(0)
+    model = WorldModel(make_config("debug", stack=True), SPEC)
+    assert model.af_rssm is not None and model.af_rssm.action_in is None  # action-free
+    assert model.rssm.post_embed.in_features == model.feat_dim  # reads the af features
+    loss, _ = model.loss(batch_for())
+    loss.backward()
+    assert grad_sum(model.af_rssm) > 0 and grad_sum(model.rssm) > 0 and grad_sum(model.codec.encoder) > 0
+
+    frozen = WorldModel(make_config("debug", stack=True, stack_freeze=2), SPEC)
+    for update in range(3):
+        frozen.zero_grad()
+        frozen.loss(batch_for())[0].backward()
+        if update < 2:
+            assert grad_sum(frozen.af_rssm) == 0 and grad_sum(frozen.codec.encoder) == 0
+            assert grad_sum(frozen.rssm) > 0
+        else:
+            assert grad_sum(frozen.af_rssm) > 0
+        frozen.after_update()
+    # Open-loop prediction and acting run through both RSSMs.
+    frozen.eval()
+    out = frozen.open_loop(batch_for(t=8), context=3)
+    assert out["pred"].shape == (2, 5, 16, 16, 3)
+    carry = frozen.initial_carry(1)
+    post, carry = frozen.filter_step(carry, torch.zeros(1, 2), {"image": batch_for()["image"][:1, :1]},
+                                     torch.tensor([True]))
+    assert carry[1] is not None and post.deter.shape == (1, 32)
+
+
+def test_video_bonus_rewards_novelty_and_checkpoints_its_queue():
+    torch.manual_seed(0)
+    bonus = VideoBonus(feat_dim=8, k=2, window=2, queue=16, dim=4)
+    same = torch.zeros(1, 6, 8)
+    same[..., 0] = 1.0
+    novel = same.clone()
+    novel[0, -1] = 5.0  # one far-away state
+    r = bonus(novel)
+    assert r.shape == (1, 6) and r[0, -1] > r[0, 1]
+    assert int(bonus.filled) == 6
+    # Window average: step t averages steps t-1 and t.
+    rep = bonus.represent(torch.arange(3.0).view(1, 3, 1).expand(1, 3, 8))
+    proj = bonus.proj.sum(0)
+    torch.testing.assert_close(rep[0, 1], 0.5 * proj)
+    torch.testing.assert_close(rep[0, 2], 1.5 * proj)
+    state = {k: v.clone() for k, v in bonus.state_dict().items()}
+    assert {"queue", "filled", "ptr", "mean", "proj"} <= set(state)
+
+
+def test_agent_with_video_bonus_trains_a_second_reward_head(one_thread):
+    torch.manual_seed(0)
+    cfg = C.resolve(AgentConfig(), PRESETS, "debug", {"intrinsic": "video", "world_model.stack": True, "knn_k": 2})
+    agent = DreamerAgent(cfg, SPEC)
+    loss, metrics = agent.loss(batch_for())
+    assert metrics["wm/intrinsic"] > 0 and "wm/policy_reward" in metrics
+    loss.backward()
+    assert grad_sum(agent.policy_reward) > 0 and grad_sum(agent.wm.reward_head) > 0
+    names = [g["name"] for g in agent.optimizer_groups()]
+    assert names[0] == "world_model"
+    in_group = {id(p) for p in agent.optimizer_groups()[0]["params"]}
+    assert all(id(p) in in_group for p in agent.policy_reward.parameters())
+
+
+@pytest.fixture(scope="module")
+def frames_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "store"
+    api.collect(env="dmc:cartpole_balance", out=str(out), episodes=3, max_steps=20, size=(16, 16), workers=1,
+                progress=False)
+    return out
+
+
+def test_pretrain_apv_then_finetune_loads_the_af_rssm(tmp_path, frames_store, one_thread):
+    pre = tmp_path / "pre"
+    out = api.train("pretrain", preset="debug", method="apv", data=str(frames_store), run_dir=str(pre),
+                    **{"trainer.steps": 3, "trainer.ckpt_every": 3, "trainer.eval_every": 0})
+    assert out["step"] == 3
+    spec = json.loads((pre / "spec.json").read_text())
+    assert spec["action_dim"] is None and "action" not in spec["keys"] and "reward" not in spec["keys"]
+    saved = C.load(jobs.get("pretrain").config_cls, pre / "config.yaml")
+    assert saved.model.action_input == "none" and saved.method == "apv"
+
+    _, cfg = api.prepare_run("dreamer", preset="debug", method="apv", init=str(pre), run_dir=str(tmp_path / "ft"))
+    assert cfg.agent.world_model.stack and cfg.agent.intrinsic == "video"
+    agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1, "keys": spec["keys"] + ["action", "reward"]})
+    report = load_world_model(agent, str(pre))
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(pre / "checkpoints" / "00000003" / "model.safetensors"))
+    for name, value in agent.wm.af_rssm.state_dict().items():
+        assert torch.equal(value, tensors[f"rssm.{name}"]), name
+    assert torch.equal(agent.wm.codec.state_dict()["encoder.layers.0.weight"], tensors["codec.encoder.layers.0.weight"])
+    assert any(n.startswith("rssm.") for n in report["new"])  # the action-conditioned RSSM is new
+    assert not any(n.startswith("af_rssm.") or n.startswith("codec.") for n in report["new"])
+
+
+def test_pretrain_reads_video_files_without_a_simulator(tmp_path, one_thread):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        frames = rng.integers(0, 255, (12, 20, 20, 3), dtype=np.uint8)
+        imageio.mimwrite(videos / f"clip{i}.gif", list(frames))
+    run = tmp_path / "pre"
+    api.train("pretrain", preset="debug", method="plain", data=str(videos), run_dir=str(run), size=(16, 16),
+              **{"trainer.steps": 2, "trainer.ckpt_every": 2, "trainer.eval_every": 0, "length": 8})
+    assert (run / "videos" / "store.json").exists() and (run / "checkpoints" / "last").exists()
+
+
+def test_methods_are_config_and_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        api.prepare_run("pretrain", method="nope", run_dir=str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="action_input=real"):
+        api.train("pretrain", preset="debug", method="plain", data=str(tmp_path), run_dir=str(tmp_path / "y"),
+                  **{"model.action_input": "real"})
+    _, cfg = api.prepare_run("dreamer", preset="debug", run_dir=str(tmp_path / "z"))
+    assert cfg.method == "none" and not cfg.agent.world_model.stack
