@@ -234,3 +234,23 @@ def test_score_normaliser():
     assert normalize("x:unknown", 50.0) is None
     with pytest.raises(ValueError, match="equal"):
         normalize("x:y", 1.0, random=3.0, expert=3.0)
+
+
+def test_compare_plots_mean_over_seeds(tmp_path):
+    from wmlab.eval.curves import compare
+
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        run = tmp_path / f"s{seed}"
+        run.mkdir()
+        (run / "config.yaml").write_text("env: dmc:walker_walk\nmethod: none\n")
+        (run / "run.json").write_text('{"job": "dreamer", "preset": "small"}')
+        rows = [{"step": i, "env_step": 1000 * i, "eval/return_mean": 10.0 * i + offset} for i in (1, 2, 3)]
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = compare([tmp_path / "s0", tmp_path / "s1"], tmp_path / "curves.png")
+    final = out["final"]["dmc:walker_walk · scratch · small"]
+    assert final == {"env_steps": 3000, "mean": 31.0, "std": 1.0, "runs": 2}
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    with open(tmp_path / "curves.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3
+    with pytest.raises(ValueError, match="no 'eval/success'"):
+        compare([tmp_path / "s0"], tmp_path / "x.png", key="eval/success")

@@ -10,6 +10,9 @@ lists its keys with their defaults and meaning.
     wmlab data import src=videos/ out=data/videos size=64,64
     wmlab data export data/walker out=exports/walker format=npz
     wmlab data verify data/walker
+    wmlab train dreamer env=dmc:walker_walk run_dir=runs/walker_dv3
+    wmlab train pretrain method=apv data=videos/ run_dir=runs/pre_apv
+    wmlab compare runs/walker_dv3 runs/walker_apv out=curves.png
     wmlab quickstart
     wmlab bench store
 """
@@ -113,6 +116,15 @@ def cmd_quickstart(args: list[str]) -> Any:
     return api.quickstart(**kv)
 
 
+def cmd_compare(args: list[str]) -> Any:
+    from wmlab.eval.curves import compare
+
+    positional, kv = _split(args)
+    if not positional:
+        raise ConfigError("usage: wmlab compare <run_dir> [<run_dir> ...] [out=curves.png] [key=eval/return_mean]")
+    return compare(positional, kv.pop("out", "curves.png"), **kv)
+
+
 def cmd_bench(args: list[str]) -> Any:
     from wmlab import api
 
@@ -126,6 +138,7 @@ COMMANDS: dict[str, Callable[[list[str]], Any]] = {
     "eval": cmd_eval,
     "data": cmd_data,
     "quickstart": cmd_quickstart,
+    "compare": cmd_compare,
     "bench": cmd_bench,
 }
 

@@ -1,0 +1,90 @@
+"""Learning curves from run folders: score vs env steps, runs of one setting averaged over seeds.
+
+    wmlab compare runs/walker_s0 runs/walker_s1 runs/walker_apv_s0 out=results/walker.png
+    wmlab compare runs/* key=eval/success out=results/metaworld.png
+
+Runs are grouped by (env, method, preset) read from their ``config.yaml``/``run.json``; each group's
+curve is the mean over its runs at the env steps they all evaluated, with a ±1 std band. Writes the plot,
+``<out>.csv`` (every point) and returns a table of final scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+
+def read_curve(run_dir: str | Path, key: str = "eval/return_mean") -> tuple[np.ndarray, np.ndarray]:
+    """``(env_steps, values)`` of every logged row of ``run_dir/metrics.jsonl`` holding ``key`` and env_step."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; is {run_dir} a dreamer run folder?")
+    steps, values = [], []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if key in row and "env_step" in row:
+            steps.append(int(row["env_step"]))
+            values.append(float(row[key]))
+    return np.asarray(steps), np.asarray(values)
+
+
+def run_label(run_dir: str | Path) -> str:
+    """``env · method · preset`` of a run (what groups seeds together)."""
+    run = Path(run_dir)
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    method = cfg.get("method") or "none"
+    parts = [cfg.get("env", "?"), "scratch" if method == "none" else method, info.get("preset") or "default"]
+    return " · ".join(str(p) for p in parts)
+
+
+def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return_mean",
+            title: str | None = None) -> dict[str, Any]:
+    """Plot the grouped curves of ``runs`` into ``out`` (png/svg/pdf); returns final mean ± std per group."""
+    if not runs:
+        raise ValueError("compare needs at least one run folder")
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for run in runs:
+        steps, values = read_curve(run, key)
+        if len(steps) == 0:
+            raise ValueError(f"{run} logged no {key!r} with env_step yet; evaluate it first (eval.every=)")
+        groups.setdefault(run_label(run), []).append((steps, values))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    table, rows = {}, []
+    for label, curves in sorted(groups.items()):
+        common = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
+        grid = np.asarray(common)
+        stack = np.stack([np.asarray([v[list(s).index(x)] for x in common]) for s, v in curves])
+        mean, std = stack.mean(0), stack.std(0)
+        ax.plot(grid, mean, label=f"{label} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        for x, m, s in zip(grid, mean, std):
+            rows.append({"group": label, "env_step": int(x), "mean": float(m), "std": float(s), "runs": len(curves)})
+        table[label] = {"env_steps": int(grid[-1]), "mean": float(mean[-1]), "std": float(std[-1]),
+                        "runs": len(curves)}
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["group", "env_step", "mean", "std", "runs"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return {"plot": str(out), "points": str(out.with_suffix(".csv")), "final": table}
