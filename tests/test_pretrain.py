@@ -100,7 +100,9 @@ def test_agent_with_video_bonus_trains_a_second_reward_head(one_thread):
 def frames_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "store"
     api.collect(env="dmc:cartpole_balance", out=str(out), episodes=3, max_steps=20, size=(16, 16), workers=1,
-                progress=False)
+                progress=False, split="train")
+    api.collect(env="dmc:cartpole_balance", out=str(out), episodes=1, max_steps=20, size=(16, 16), workers=1,
+                progress=False, split="test", seed=100)
     return out
 
 
@@ -149,3 +151,39 @@ def test_methods_are_config_and_errors_are_clear(tmp_path):
                   **{"model.action_input": "real"})
     _, cfg = api.prepare_run("dreamer", preset="debug", run_dir=str(tmp_path / "z"))
     assert cfg.method == "none" and not cfg.agent.world_model.stack
+
+
+def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, frames_store, one_thread):
+    pre = tmp_path / "pre"
+    sizes = {"model.latent_action.dim": 4, "model.latent_action.depth": 4, "model.latent_action.units": 32}
+    out = api.train("pretrain", preset="debug", method="prelar", data=str(frames_store), run_dir=str(pre),
+                    **{"trainer.steps": 3, "trainer.ckpt_every": 3, "trainer.eval_every": 0, **sizes})
+    assert "train/latent_action_nce" in out
+    _, cfg = api.prepare_run("dreamer", preset="debug", method="prelar", init=str(pre), run_dir=str(tmp_path / "ft"),
+                             **{k.replace("model.", "agent.world_model."): v for k, v in sizes.items()})
+    spec = json.loads((pre / "spec.json").read_text())
+    agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1})
+    report = load_world_model(agent, str(pre))
+    assert report["new"] and all(n.startswith("actions.action_encoder.") for n in report["new"])
+    loss, metrics = agent.loss({**batch_for(), "image": batch_for()["image"], "action": torch.rand(2, 6, 1)})
+    assert "wm/latent_action_align" in metrics and torch.isfinite(loss)
+    obs = {"image": np.zeros((16, 16, 3), np.uint8)}
+    action, _ = agent.act(obs, None)
+    assert action.shape == (1,)
+
+
+def test_contextwm_pretrain_then_finetune_keeps_the_codec(tmp_path, frames_store, one_thread):
+    pre = tmp_path / "pre"
+    api.train("pretrain", preset="debug", method="contextwm", data=str(frames_store), run_dir=str(pre),
+              **{"trainer.steps": 2, "trainer.ckpt_every": 2, "trainer.eval_every": 2, "model.context.depth": 4})
+    assert (pre / "metrics.jsonl").read_text().count("open_loop/psnr_1_10") == 1
+    _, cfg = api.prepare_run("dreamer", preset="debug", method="contextwm", init=str(pre),
+                             run_dir=str(tmp_path / "ft"), **{"agent.world_model.context.depth": 4})
+    assert cfg.agent.world_model.codec == "contextwm" and cfg.agent.intrinsic == "video"
+    spec = json.loads((pre / "spec.json").read_text())
+    agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1})
+    report = load_world_model(agent, str(pre))
+    assert not any(n.startswith("codec.") for n in report["new"])
+    assert any(n.startswith("rssm.action_in") for n in report["new"])
+    result = api.evaluate(str(pre), windows=2, context=2, horizon=4)
+    assert result["PSNR steps 1-10 (model)"] > 0

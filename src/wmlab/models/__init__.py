@@ -7,6 +7,9 @@ from wmlab.models.registry import Registry, UnknownNameError
 from wmlab.models.rssm import RSSM, State
 from wmlab.models.world_model import WorldModel
 
+import wmlab.models.contextwm  # noqa: E402,F401  (registers codec=contextwm)
+import wmlab.models.prelar  # noqa: E402,F401  (registers action_input=prelar)
+
 __all__ = [
     "ACTION_INPUTS", "ActionInput", "BatchError", "CODECS", "FrameCodec", "PRESETS", "WorldModelConfig",
     "make_config", "Registry", "UnknownNameError", "RSSM", "State", "WorldModel",

@@ -100,10 +100,12 @@ class WorldModelConfig:
     reward_bins: int = doc(255, "two-hot bins of the reward head (symlog space)")
     reward_low: float = doc(-20.0, "lowest reward bin (symlog space)")
     reward_high: float = doc(20.0, "highest reward bin (symlog space)")
-    action_input: str = doc("real", "how actions enter: real | none (action-free video) | embedding")
+    action_input: str = doc("real", "how actions enter: real | none (action-free video) | embedding | prelar "
+                                    "(latent actions inferred from frames / encoded from real actions)")
     embedding_key: str = doc("latent_action", "batch key of the per-step embedding for action_input=embedding")
     embedding_dim: int = doc(0, "width of that embedding (required for action_input=embedding)")
-    codec: str = doc("cnn", "how frames are encoded and decoded: cnn")
+    codec: str = doc("cnn", "how frames are encoded and decoded: cnn | contextwm (decoder cross-attends to a "
+                            "context frame)")
     image_size: tuple[int, ...] = doc((), "expected (H, W); empty takes it from the data spec")
     proprio: bool = doc(False, "also encode and reconstruct the batch's proprio vector")
     context: ContextConfig = field(default_factory=ContextConfig, metadata={"doc": "codec=contextwm settings"})

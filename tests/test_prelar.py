@@ -1,0 +1,162 @@
+"""PreLAR latent actions (action_input=prelar): pretraining on action-free video, InfoNCE with a real
+gradient, fine-tuning with an action encoder aligned to the reused latent action model."""
+
+import copy
+
+import pytest
+import torch
+
+import wmlab.models.prelar  # noqa: F401  (registers action_input=prelar)
+from wmlab.models import BatchError, WorldModel, make_config
+
+SIZE = 16
+LA = {"latent_action.dim": 4, "latent_action.depth": 4, "latent_action.units": 32}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def spec(action_dim=None, discrete=False, num_actions=None):
+    return {"image": (SIZE, SIZE, 3), "action_dim": action_dim, "action_discrete": discrete,
+            "num_actions": num_actions, "proprio_dim": None}
+
+
+def model(s, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return WorldModel(make_config("debug", action_input="prelar", **LA, **overrides), s)
+
+
+def squares(batch, length, seed, with_action=True):
+    """A coloured 4×4 square moved by action[t] between frame t and t+1."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.rand(batch, 2, generator=g) * (SIZE - 4)
+    action = torch.rand(batch, length, 2, generator=g) * 2 - 1
+    colour = torch.randint(80, 256, (batch, 1, 1, 3), generator=g)
+    ys, xs = torch.arange(SIZE).view(1, SIZE, 1), torch.arange(SIZE).view(1, 1, SIZE)
+    frames = []
+    for t in range(length):
+        y, x = pos[:, 0].round().view(-1, 1, 1), pos[:, 1].round().view(-1, 1, 1)
+        mask = ((ys >= y) & (ys < y + 4) & (xs >= x) & (xs < x + 4)).unsqueeze(-1)
+        frames.append((mask * colour).to(torch.uint8))
+        pos = (pos + 3.0 * action[:, t]).clamp(0, SIZE - 4)
+    is_first = torch.zeros(batch, length, dtype=torch.bool)
+    is_first[:, 0] = True
+    out = {"image": torch.stack(frames, 1), "is_first": is_first,
+           "reward": torch.zeros(batch, length), "is_terminal": torch.zeros(batch, length, dtype=torch.bool)}
+    if with_action:
+        out["action"] = action
+    return out
+
+
+def lam_grads(m):
+    return {n: p.grad for n, p in m.named_parameters() if n.startswith("actions.lam.")}
+
+
+def test_pretraining_loss_and_nce_gradient():
+    m = model(spec())
+    assert not m.actions.finetune and m.actions.action_encoder is None
+    batch = squares(3, 5, seed=0, with_action=False)
+    loss, metrics = m.loss(batch)
+    assert torch.isfinite(loss) and "latent_action_nce" in metrics and "latent_action_align" not in metrics
+    loss.backward()  # the whole loss trains the LAM too (z is the RSSM's action)
+    m.zero_grad()
+    scale, nce = m.actions.aux_losses(batch)["latent_action_nce"]
+    assert scale == m.cfg.latent_action.contrastive and nce.dim() == 0 and nce.item() > 0
+    nce.backward()
+    grads = lam_grads(m)
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values()), \
+        [n for n, g in grads.items() if g is None or g.abs().sum() == 0]
+
+
+def test_latent_actions_follow_motion_and_last_row_is_zero():
+    m = model(spec())
+    a = squares(2, 4, seed=1, with_action=False)
+    b = {k: v.clone() for k, v in a.items()}
+    b["image"][:, 1] = torch.roll(a["image"][:, 0], shifts=(3, -2), dims=(1, 2))  # same o_0, other o_1
+    with torch.no_grad():
+        za, zb = m.actions(a), m.actions(b)
+    assert za.shape == (2, 4, 4)
+    assert not torch.allclose(za[:, 0], zb[:, 0], atol=1e-4)
+    assert torch.equal(za[:, -1], torch.zeros(2, 4)) and torch.equal(zb[:, -1], torch.zeros(2, 4))
+
+
+def test_adam_lowers_nce():
+    m = model(spec())
+    batch = squares(4, 5, seed=2, with_action=False)
+    opt = torch.optim.Adam(m.actions.lam.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        nce = m.actions.aux_losses(batch)["latent_action_nce"][1]
+        opt.zero_grad()
+        nce.backward()
+        opt.step()
+        losses.append(nce.item())
+    assert losses[-1] < losses[0], losses
+
+
+def test_forward_result_is_reused_by_aux_losses():
+    m = model(spec())
+    batch = squares(2, 4, seed=3, with_action=False)
+    calls = []
+    hook = m.actions.lam.frames.register_forward_hook(lambda *_: calls.append(1))
+    m.loss(batch)
+    hook.remove()
+    assert len(calls) == 1
+    m.actions(batch)  # a cached graph must not block copying the model (e.g. for a target/EMA copy)
+    copy.deepcopy(m)
+
+
+def test_finetuning_loads_lam_and_aligns_to_detached_target():
+    pre = model(spec(), seed=0)
+    fine = model(spec(action_dim=2), seed=1)
+    assert fine.actions.finetune
+    result = fine.load_state_dict(pre.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    missing_plug = [k for k in result.missing_keys if k.startswith("actions.")]
+    assert missing_plug and all(k.startswith("actions.action_encoder.") for k in missing_plug)
+    assert result.missing_keys == missing_plug
+    fine_sd, pre_sd = fine.state_dict(), pre.state_dict()
+    lam_keys = [k for k in pre_sd if k.startswith("actions.lam.")]
+    assert lam_keys and all(torch.equal(fine_sd[k], pre_sd[k]) for k in lam_keys)
+
+    batch = squares(3, 5, seed=4)
+    loss, metrics = fine.loss(batch)
+    assert torch.isfinite(loss) and {"latent_action_align", "latent_action_nce"} <= set(metrics)
+    loss.backward()
+    fine.zero_grad()
+    align = fine.actions.aux_losses(batch)["latent_action_align"][1]
+    align.backward()
+    enc = [p.grad for n, p in fine.named_parameters() if n.startswith("actions.action_encoder.")]
+    assert all(g is not None for g in enc) and sum(g.abs().sum() for g in enc) > 0
+    assert all(g is None or g.abs().sum() == 0 for g in lam_grads(fine).values())
+
+
+def test_discrete_actions_int_and_onehot():
+    m = model(spec(action_dim=1, discrete=True, num_actions=3))
+    batch = squares(2, 4, seed=5)
+    batch["action"] = torch.randint(0, 3, (2, 4))
+    loss, metrics = m.loss(batch)
+    assert torch.isfinite(loss) and "latent_action_align" in metrics
+    onehot = torch.nn.functional.one_hot(batch["action"], 3).float()
+    torch.testing.assert_close(m.actions.encode(batch["action"]), m.actions.encode(onehot))
+    assert m.actions.encode(onehot).shape == (2, 4, 4)
+    assert m.actions.encode(onehot[:, 0]).shape == (2, 4)  # an agent's [B, num_actions]
+    with pytest.raises(BatchError):
+        m.actions.encode(torch.zeros(2, 5))
+
+
+def test_encode_in_pretraining_mode_raises():
+    m = model(spec())
+    with pytest.raises(BatchError, match="pretraining mode"):
+        m.actions.encode(torch.zeros(2, 2))
+
+
+def test_bf16_autocast():
+    for s in (spec(), spec(action_dim=2)):
+        m = model(s)
+        batch = squares(2, 4, seed=6, with_action=s["action_dim"] is not None)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, metrics = m.loss(batch)
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        assert torch.isfinite(metrics["latent_action_nce"])
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
