@@ -192,7 +192,7 @@ def test_bad_inputs_raise_clear_errors():
         model.loss(dict(batch, image=batch["image"][:, :, :8]))
     with pytest.raises(BatchError, match="'action'"):
         model.loss({k: v for k, v in batch.items() if k != "action"})
-    with pytest.raises(UnknownNameError, match="none, real"):
+    with pytest.raises(UnknownNameError, match="none, prelar, real"):
         debug_model(action_input="bogus")
     with pytest.raises(ValueError, match="action_input=none"):
         debug_model(spec=spec(action_dim=None))
