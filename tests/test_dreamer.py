@@ -220,7 +220,8 @@ def test_offline_imagined_and_eval_table(tmp_path, one_thread):
     result = api.evaluate(str(imagined), episodes=2)
     assert result["episodes"] == 2 and len(result["returns"]) == 2 and result["videos"]
     assert np.isclose(result["return_mean"], np.mean(result["returns"]))
-    api.evaluate(str(offline), episodes=1)
+    from_cli = api.evaluate(str(offline), episodes="1", sample="false")  # strings, as the CLI passes them
+    assert from_cli["episodes"] == 1 and from_cli["policy"] == "mode"
     with open(tmp_path / "runs" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == [str(imagined), str(offline)]

@@ -489,19 +489,17 @@ def _agent_policy(agent: Any, behavior: str) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- evaluate
-def evaluate(cfg: DreamerJobConfig, episodes: int | None = None, env: str | None = None, seed: int | None = None,
-             sample: bool | None = None, videos: int | None = None, table: str | None = None) -> dict[str, Any]:
+def evaluate(cfg: DreamerJobConfig, env: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Run the trained task policy for ``episodes`` episodes; write eval.json and videos, and append a row to
-    the results table (``results.csv`` beside the run folder unless ``table=`` names another)."""
+    the results table (``results.csv`` beside the run folder unless ``table=`` names another). Other keys
+    (``episodes``, ``seed``, ``sample``, ``videos``, ``table``) override the run's ``eval`` settings."""
+    from wmlab import config as C
     from wmlab.eval.scores import normalize
     from wmlab.train import load_weights
     from wmlab.train.logger import write_mp4
 
-    e = cfg.eval
-    episodes = int(episodes if episodes is not None else e.episodes)
-    seed = int(seed if seed is not None else e.seed)
-    sample = bool(sample if sample is not None else e.sample)
-    videos = int(videos if videos is not None else e.videos)
+    e = C.apply(cfg.eval, overrides)
+    episodes, seed, sample, videos = e.episodes, e.seed, e.sample, e.videos
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
     env_id = env or cfg.env
@@ -522,7 +520,7 @@ def evaluate(cfg: DreamerJobConfig, episodes: int | None = None, env: str | None
            "seeds": f"{seed}..{seed + episodes - 1}", "policy": "sample" if sample else "mode", **stats,
            "normalized": normalized, "returns": returns, "videos": paths}
     (run / "eval.json").write_text(json.dumps(out, indent=2))
-    table_path = Path(table or e.table or run.parent / "results.csv")
+    table_path = Path(e.table or run.parent / "results.csv")
     _append_row(table_path, {
         "run": str(run), "env": env_id, "step": info["step"], "episodes": episodes,
         "return_mean": round(stats["return_mean"], 2), "return_std": round(stats["return_std"], 2),
