@@ -187,3 +187,17 @@ def test_contextwm_pretrain_then_finetune_keeps_the_codec(tmp_path, frames_store
     assert any(n.startswith("rssm.action_in") for n in report["new"])
     result = api.evaluate(str(pre), windows=2, context=2, horizon=4)
     assert result["PSNR steps 1-10 (model)"] > 0
+
+
+@pytest.mark.parametrize("method", ["apv", "contextwm", "prelar"])
+def test_each_method_runs_pretrain_then_online_finetune(tmp_path, frames_store, one_thread, method):
+    sizes = {"context.depth": 4, "latent_action.dim": 4, "latent_action.depth": 4, "latent_action.units": 32}
+    pre, ft = tmp_path / "pre", tmp_path / "ft"
+    api.train("pretrain", preset="debug", method=method, data=str(frames_store), run_dir=str(pre),
+              **{"trainer.steps": 2, "trainer.ckpt_every": 2, "trainer.eval_every": 0,
+                 **{f"model.{k}": v for k, v in sizes.items()}})
+    out = api.train("dreamer", preset="debug", method=method, init=str(pre), run_dir=str(ft), env_steps=100,
+                    prefill=50, **{f"agent.world_model.{k}": v for k, v in sizes.items()})
+    assert out["env_steps"] == 100 and out["step"] > 0
+    report = json.loads((ft / "init.json").read_text())
+    assert report["loaded"] > 0 and report["mismatched"] == []

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from wmlab.nn.dists import float32
+
 
 class VideoBonus(nn.Module):
     def __init__(self, feat_dim: int, k: int = 16, window: int = 4, queue: int = 4096, dim: int = 128,
@@ -41,6 +43,10 @@ class VideoBonus(nn.Module):
     @torch.no_grad()
     def forward(self, feat: Tensor) -> Tensor:
         """Bonus ``[B,T]`` of latent features ``[B,T,F]``; in training mode the queue and scale update."""
+        with float32(feat):  # distances and the queue stay float32 under bf16 autocast
+            return self._bonus(feat)
+
+    def _bonus(self, feat: Tensor) -> Tensor:
         b, t = feat.shape[:2]
         rep = self.represent(feat).flatten(0, 1)  # [M,D]
         bank = torch.cat([self.queue[:int(self.filled)], rep])
