@@ -255,3 +255,31 @@ def test_compare_plots_mean_over_seeds(tmp_path):
         assert len(list(csv.DictReader(f))) == 3
     with pytest.raises(ValueError, match="no 'eval/success'"):
         compare([tmp_path / "s0"], tmp_path / "x.png", key="eval/success")
+
+
+@REWARDS.register("near_half")
+def _near_half(agent, feat, actions):
+    r = -(actions[..., 0].float() - 0.5) ** 2  # the step into s_t rewards the action chosen before it
+    return torch.cat([torch.zeros_like(r[:, :1]), r], 1)
+
+
+@pytest.mark.parametrize("grad", ["reinforce", "dynamics"])
+def test_actor_learns_to_maximise_a_registered_reward(one_thread, grad):
+    spec = {**SPEC, "action_dim": 1}
+    agent = agent_for(spec, **{"reward": "near_half", "train_world_model": False, "behavior.actor.grad": grad,
+                               "behavior.actor.lr": 1e-3, "behavior.critic.lr": 1e-3})
+    opt = torch.optim.AdamW(agent.optimizer_groups(), lr=1e-3)
+
+    def policy_error():
+        with torch.no_grad():
+            return (agent.task.policy(agent.wm.features(agent.imagined_starts(256))).mean - 0.5).abs().mean().item()
+
+    before = policy_error()
+    for _ in range(120):
+        loss, metrics = agent.loss({"starts": 64})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        agent.after_update()
+    assert policy_error() < 0.5 * before and policy_error() < 0.1
+    assert metrics["task/return"] > -0.2

@@ -114,6 +114,8 @@ class Behavior(nn.Module):
             action = dist.sample() if sample else dist.mode()
             actions.append(action)
             ents.append(dist.entropy())
+            if not self.discrete:  # the env clips to [-1, 1]; so does the model (straight-through)
+                action = action + (action.clamp(-1.0, 1.0) - action).detach()
             return encode(action)
 
         traj = wm.imagine(start, policy=act, horizon=self.cfg.horizon, sample=True)
