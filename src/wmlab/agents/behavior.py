@@ -62,7 +62,7 @@ class Behavior(nn.Module):
         if cfg.horizon < 1:
             raise ValueError(f"behavior.horizon={cfg.horizon} must be >= 1")
         self.actor = MLP(feat_dim, action_dim if discrete else 2 * action_dim, a.layers, a.units, norm, act,
-                         out_scale=1.0)
+                         out_scale=a.out_scale)
         self.twohot = TwoHot(c.bins) if c.loss == "twohot" else None
         self.critic = MLP(feat_dim, c.bins if self.twohot else 1, c.layers, c.units, norm, act, out_scale=0.0)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)

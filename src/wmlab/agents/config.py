@@ -26,6 +26,8 @@ class ActorConfig:
         "reinforce", "reinforce: score-function gradient with the critic as baseline (DreamerV3, any action "
                      "space); dynamics: backprop returns through the frozen world model (DreamerV2 on DMC)")
     entropy: float = doc(3e-4, "scale of the entropy bonus")
+    out_scale: float = doc(0.01, "init scale of the output layer: near-zero starts every state at mean 0 and "
+                                 "the widest std, instead of a random per-state bias")
     min_std: float = doc(0.1, "continuous actions: lowest standard deviation")
     max_std: float = doc(1.0, "continuous actions: highest standard deviation")
     unimix: float = doc(0.01, "discrete actions: fraction of uniform mixed into the action probabilities")
