@@ -26,6 +26,7 @@ from wmlab.agents.behavior import Behavior, frozen
 from wmlab.agents.config import AgentConfig
 from wmlab.agents.explore import Ensemble
 from wmlab.agents.intrinsic import VideoBonus
+from wmlab.models.registry import Registry
 from wmlab.models.rssm import State
 from wmlab.models.world_model import WorldModel
 from wmlab.nn.blocks import MLP
@@ -33,30 +34,8 @@ from wmlab.nn.blocks import MLP
 AgentReward = Callable[["DreamerAgent", Tensor, Tensor], Tensor]
 
 
-class _RewardRegistry:
-    """Name → ``fn(agent, feat [N,H+1,F], actions [N,H,A]) -> reward [N,H+1]``."""
-
-    def __init__(self) -> None:
-        self._fns: dict[str, AgentReward] = {}
-
-    def register(self, name: str) -> Callable[[AgentReward], AgentReward]:
-        def add(fn: AgentReward) -> AgentReward:
-            self._fns[name] = fn
-            return fn
-
-        return add
-
-    def get(self, name: str) -> AgentReward:
-        if name not in self._fns:
-            raise ValueError(f"unknown reward {name!r} in agent.reward; choose from {', '.join(sorted(self._fns))}"
-                             f" or register one with @wmlab.agents.REWARDS.register(name)")
-        return self._fns[name]
-
-    def names(self) -> list[str]:
-        return sorted(self._fns)
-
-
-REWARDS = _RewardRegistry()
+# name → fn(agent, feat [N,H+1,F], actions [N,H,A]) -> reward [N,H+1]
+REWARDS: Registry[AgentReward] = Registry("reward", "agent.reward")
 
 
 @REWARDS.register("task")

@@ -14,6 +14,13 @@ from typing import Any, Callable, Mapping
 from wmlab.config import ConfigError
 
 
+def doc_field(text: str, default: Any = None, factory: Any = None) -> Any:
+    """A config dataclass field with its one-line meaning (shown by ``--help``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
 @dataclass(frozen=True)
 class Job:
     name: str

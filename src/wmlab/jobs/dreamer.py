@@ -21,7 +21,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,14 +29,9 @@ import numpy as np
 import torch
 
 from wmlab.jobs import Job
+from wmlab.jobs import doc_field as _doc
 
 _BIG = 2**62
-
-
-def _doc(text: str, default: Any = None, factory: Any = None) -> Any:
-    if factory is not None:
-        return field(default_factory=factory, metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
 
 
 def _agent_config() -> Any:
@@ -218,13 +213,17 @@ def _save_spec(cfg: DreamerJobConfig, spec: dict[str, Any]) -> None:
     _spec_path(cfg).write_text(json.dumps(spec, indent=1, default=list))
 
 
+def _read_spec(path: Path) -> dict[str, Any]:
+    spec = json.loads(path.read_text())
+    spec["image"] = tuple(spec["image"])
+    return spec
+
+
 def _load_spec(cfg: DreamerJobConfig) -> dict[str, Any]:
     path = _spec_path(cfg)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; is {cfg.run_dir} a trained dreamer run?")
-    spec = json.loads(path.read_text())
-    spec["image"] = tuple(spec["image"])
-    return spec
+    return _read_spec(path)
 
 
 def play_episodes(agent: Any, env: Any, episodes: int, seed: int, sample: bool = False,
@@ -388,9 +387,7 @@ def _spec_of_init(cfg: DreamerJobConfig) -> dict[str, Any]:
     step_dir = ckpt.resolve(cfg.init)
     run = step_dir.parent.parent if step_dir.parent.name == "checkpoints" else step_dir
     if (run / "spec.json").exists():
-        spec = json.loads((run / "spec.json").read_text())
-        spec["image"] = tuple(spec["image"])
-        return spec
+        return _read_spec(run / "spec.json")
     if (run / "config.yaml").exists():
         from wmlab.jobs.world_model import WorldModelJobConfig
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,7 @@ import numpy as np
 import torch
 
 from wmlab.jobs import Job
-
-
-def _doc(text: str, default: Any = None, factory: Any = None) -> Any:
-    if factory is not None:
-        return field(default_factory=factory, metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+from wmlab.jobs import doc_field as _doc
 
 
 def _model_config() -> Any:
