@@ -37,12 +37,18 @@ class CollectConfig:
     episodes: int = _doc("number of episodes", 10)
     workers: int = _doc("worker processes", 1)
     policy: str = _doc("random | sticky (repeat the last action with probability sticky_prob)", "random")
+    sticky_prob: float | None = _doc("policy=sticky only: probability of repeating the last action (none: 0.75)",
+                                     None)
     max_steps: int | None = _doc("episode length cap in agent steps (after action repeat); none: the env's own",
                                  None)
     seed: int = _doc("seed of the first episode; episode i uses seed + i (for Procgen: the level)", 0)
     size: tuple[int, int] = _doc("image size (height, width)", (64, 64))
     action_repeat: int = _doc("repeat each action this many env steps", 1)
-    split: str | None = _doc("split recorded in each episode's metadata (train / test)", None)
+    split: str | None = _doc("split recorded in every episode's metadata (train / test); for both splits in one "
+                             "command use test_fraction instead", None)
+    test_fraction: float = _doc("label each episode test (a stable hash of its seed below this) or train: one "
+                                "command makes both splits, a level keeps its split across runs, and the splits "
+                                "share no level; 0: off", 0.0)
     progress: bool = _doc("show a progress bar", True)
 
 
@@ -51,9 +57,16 @@ def collect(**settings: Any) -> dict[str, Any]:
     from wmlab.envs.collect import collect as run_collect
 
     cfg = C.apply(CollectConfig(), settings)
+    policy_kwargs = {}
+    if cfg.sticky_prob is not None:
+        if cfg.policy != "sticky":
+            raise ConfigError(f"sticky_prob={cfg.sticky_prob} applies to policy=sticky only, not "
+                              f"policy={cfg.policy}; add policy=sticky or drop sticky_prob")
+        policy_kwargs["prob"] = float(cfg.sticky_prob)
     return run_collect(cfg.env, cfg.out, cfg.episodes, workers=cfg.workers, policy=cfg.policy,
                        max_steps=cfg.max_steps, seed=cfg.seed, size=cfg.size, action_repeat=cfg.action_repeat,
-                       split=cfg.split, progress=cfg.progress)
+                       split=cfg.split, test_fraction=cfg.test_fraction, progress=cfg.progress,
+                       policy_kwargs=policy_kwargs)
 
 
 def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> tuple[Any, Any]:
@@ -116,6 +129,33 @@ def evaluate(run_dir: str, **overrides: Any) -> Any:
         raise ConfigError(f"job {info['job']!r} has no evaluation")
     cfg = C.load(job.config_cls, run / "config.yaml")
     return job.evaluate(cfg, **overrides)
+
+
+def generate(run_dir: str, **settings: Any) -> dict[str, Any]:
+    """Generate video from a trained Genie run: prompt frames of a held-out episode, then its (or the given)
+    actions, autoregressively or in one pass; writes real-above-generated mp4."""
+    from wmlab.jobs.genie import generate as run_generate
+
+    info = _run_info(Path(run_dir))
+    if info.get("job") != "genie":
+        raise ConfigError(f"{run_dir} holds a {info.get('job')!r} run; `wmlab generate` needs a genie run")
+    cfg = C.apply(GenerateConfig(), settings)
+    return run_generate(run_dir, **dataclasses.asdict(cfg))
+
+
+@dataclass
+class GenerateConfig:
+    out: str | None = _doc("mp4 to write (default <run_dir>/generate/<episode>_<start>_<method>.mp4)", None)
+    episode: str | None = _doc("episode id (default: the first held-out episode)", None)
+    start: int = _doc("first frame of the prompt in the episode", 0)
+    prompt: int = _doc("real frames given before generating", 4)
+    frames: int = _doc("frames to generate", 10)
+    actions: list[int] | None = _doc("action ids after the prompt (default: the episode's own)", None)
+    method: str = _doc("autoregressive or one_go", "autoregressive")
+    steps: int | None = _doc("MaskGIT iterations per frame (default: the model's)", None)
+    temperature: float | None = _doc("sampling temperature (default: the model's)", None)
+    seed: int = _doc("sampling seed", 0)
+    split: str = _doc("split the default episode comes from", "test")
 
 
 def data_info(data: str) -> dict[str, Any]:

@@ -13,6 +13,8 @@ lists its keys with their defaults and meaning.
     wmlab train dreamer env=dmc:walker_walk run_dir=runs/walker_dv3
     wmlab train pretrain method=apv data=videos/ run_dir=runs/pre_apv
     wmlab compare runs/walker_dv3 runs/walker_apv out=curves.png
+    wmlab generate runs/coinrun_genie method=one_go frames=10 out=gen.mp4
+    wmlab play runs/coinrun_genie start=data/coinrun ui=terminal realtime=true
     wmlab quickstart
     wmlab bench store
 """
@@ -125,6 +127,28 @@ def cmd_compare(args: list[str]) -> Any:
     return compare(positional, kv.pop("out", "curves.png"), **kv)
 
 
+def cmd_generate(args: list[str]) -> Any:
+    from wmlab import api
+
+    positional, kv = _split(args)
+    if len(positional) != 1:
+        raise ConfigError("usage: wmlab generate <run_dir> [episode=] [start=0] [prompt=4] [frames=10] "
+                          "[actions=1,1,7,...] [method=autoregressive|one_go] [steps=] [temperature=] [out=<mp4>]")
+    return api.generate(positional[0], **kv)
+
+
+def cmd_play(args: list[str]) -> Any:
+    from wmlab.play import PlayConfig, play_run
+
+    if "--help" in args or "-h" in args:
+        _print_keys(PlayConfig(), "wmlab play <run_dir> key=value ...  (keys: q quit, r restart)")
+        return None
+    positional, kv = _split(args)
+    if len(positional) != 1:
+        raise ConfigError("usage: wmlab play <run_dir> [start=<store or image>] [ui=auto] [actions=1,1,7] ...")
+    return play_run(positional[0], **kv)
+
+
 def cmd_bench(args: list[str]) -> Any:
     from wmlab import api
 
@@ -139,6 +163,8 @@ COMMANDS: dict[str, Callable[[list[str]], Any]] = {
     "data": cmd_data,
     "quickstart": cmd_quickstart,
     "compare": cmd_compare,
+    "generate": cmd_generate,
+    "play": cmd_play,
     "bench": cmd_bench,
 }
 

@@ -34,6 +34,7 @@ class Job:
 
 _MODULES = {
     "dreamer": "wmlab.jobs.dreamer",
+    "genie": "wmlab.jobs.genie",
     "pretrain": "wmlab.jobs.pretrain",
     "world_model": "wmlab.jobs.world_model",
 }
