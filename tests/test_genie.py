@@ -318,7 +318,8 @@ def test_evaluate_on_heldout_split_with_baseline_delta_and_feature_metrics(train
     out = wm.evaluate(str(trained / "run"), horizon=10, context=2, fid_net="tiny", fid_weights=str(image_net),
                       fvd_net="tiny", fvd_weights=str(video_net))
     assert out["eval split"] == "test"
-    for key in ("psnr", "copy_last_psnr", "ssim", "copy_last_ssim", "tokenizer_psnr", "delta_psnr_one",
+    for key in ("pooled_psnr", "copy_last_pooled_psnr", "psnr", "copy_last_psnr", "ssim", "copy_last_ssim",
+                "tokenizer_psnr", "tokenizer_pooled_psnr", "delta_psnr_one",
                 "delta_psnr_all", "fid", "copy_last_fid", "fvd", "copy_last_fvd"):
         assert np.isfinite(out[key]), key
     assert len(out["per_step"]["psnr"]) == 10 and len(out["per_step"]["baseline_psnr"]) == 10

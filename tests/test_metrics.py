@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from wmlab.eval.metrics import copy_last_baseline, prediction_table, psnr_per_step, ssim_per_step
+from wmlab.eval.metrics import (copy_last_baseline, pooled_psnr_per_step, prediction_table, psnr_per_step,
+                                ssim_per_step)
 
 
 def test_psnr_matches_hand_computation():
@@ -40,3 +41,13 @@ def test_baseline_and_table():
 def test_rejects_float_frames():
     with pytest.raises(ValueError, match="uint8"):
         psnr_per_step(np.zeros((1, 1, 4, 4, 3)), np.zeros((1, 1, 4, 4, 3)))
+
+
+def test_pooled_psnr_is_the_psnr_of_the_mean_error():
+    truth = np.zeros((2, 1, 2, 2, 3), np.uint8)
+    pred = truth.copy()
+    pred[1] = 51  # one frame off by 0.2 everywhere (MSE 0.04), one exact
+    pooled = pooled_psnr_per_step(pred, truth)
+    assert np.allclose(pooled, -10 * np.log10(0.02))  # mean MSE (0 + 0.04) / 2
+    per_frame = psnr_per_step(pred, truth)
+    assert np.allclose(per_frame, (100.0 + -10 * np.log10(0.04)) / 2)  # the exact frame counts as 100 dB

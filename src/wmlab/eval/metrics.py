@@ -38,6 +38,21 @@ def psnr_per_step(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndar
     return values.reshape(b, t).mean(0).double().numpy()
 
 
+def pooled_psnr_per_step(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray) -> np.ndarray:
+    """PSNR in dB of the mean squared error over the batch, for each step of the horizon → float64 [T].
+
+    Unlike the mean of per-frame PSNRs, a frame predicted exactly (an agent standing still, copied by the
+    copy-last baseline) adds zero error instead of an unbounded PSNR, so data with many still frames does not
+    let one exact frame outweigh many wrong ones.
+    """
+    p, y = _to_float(pred), _to_float(truth)
+    if p.shape != y.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from truth shape {tuple(truth.shape)}")
+    b, t = pred.shape[:2]
+    mse = (p.double() - y.double()).pow(2).reshape(b, t, -1).mean(-1).mean(0)
+    return (-10 * torch.log10(mse.clamp_min(1e-10))).numpy()
+
+
 def ssim_per_step(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray) -> np.ndarray:
     """SSIM (Gaussian window, σ 1.5; smaller for images under 16 px) for each step of the horizon, averaged over the batch → float64 [T]."""
     p, y = _to_float(pred), _to_float(truth)

@@ -453,6 +453,8 @@ class GenieStream:
     @torch.no_grad()
     def step(self, action: Tensor) -> Tensor:
         """Action ids ``[B]`` → the next frame, uint8 ``[B,H,W,C]``."""
+        if int(action.min()) < 0 or int(action.max()) >= self.model.num_actions:
+            raise ValueError(f"action ids must be in [0, {self.model.num_actions - 1}], got {action.tolist()}")
         tokens = self.model.dynamics.next_frame(self.dynamics_cache, action, self.steps, self.temperature,
                                                 self.generator)
         return self.model.tokenizer.decode(tokens[:, None], self.decoder_cache)[:, 0]
