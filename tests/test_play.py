@@ -292,14 +292,14 @@ def test_cli_play(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytes
     run = tmp_path / "run"
     run.mkdir()
     genie = types.ModuleType("wmlab.jobs.genie")
-    genie.load_world = lambda run_dir: FakeWorld(default_start=str(png))
+    genie.load_world = lambda run_dir, **kw: FakeWorld(default_start=str(png))
     monkeypatch.setitem(sys.modules, "wmlab.jobs.genie", genie)
 
     assert main(["play", str(run), "actions=2,2,3", f"out={tmp_path / 'cli.mp4'}"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["actions"] == [2, 2, 3] and summary["frames"] == 4 and (tmp_path / "cli.mp4").is_file()
 
-    genie.load_world = lambda run_dir: FakeWorld()
+    genie.load_world = lambda run_dir, **kw: FakeWorld()
     assert main(["play", str(run), "actions=1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no start frame" in err

@@ -190,9 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        return _closed_pipe()
     if isinstance(result, int) and not isinstance(result, bool):
         return result
-    _print(result)
+    try:
+        _print(result)
+    except BrokenPipeError:
+        return _closed_pipe()
+    return 0
+
+
+def _closed_pipe() -> int:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not raise again
     return 0
 
 

@@ -99,6 +99,9 @@ class PlayConfig:
     fps: float = _doc("real-time step rate, key polling rate and video frame rate", 15.0)
     realtime: bool = _doc("step every 1/fps seconds (idle action without a key) instead of once per key", False)
     scale: int = _doc("largest upscale of the model's frames on screen", 8)
+    steps: int | None = _doc("MaskGIT iterations per frame (fewer: faster, rougher; none: the model's own)", None)
+    temperature: float | None = _doc("sampling temperature (none: the model's own)", None)
+    seed: int = _doc("sampling seed", 0)
 
 
 # ----------------------------------------------------------------------------- start frames
@@ -715,13 +718,9 @@ def play_run(run_dir: str | os.PathLike, world: World | None = None, **settings:
         if not run_dir.is_dir():
             raise FileNotFoundError(f"run folder {run_dir} does not exist; pass a run_dir trained with "
                                     "`wmlab train`")
-        try:
-            from wmlab.jobs.genie import load_world
-        except ModuleNotFoundError as e:
-            if e.name != "wmlab.jobs.genie":
-                raise
-            raise ConfigError("this wmlab has no playable world models (wmlab.jobs.genie is missing)") from None
-        world = load_world(run_dir)
+        from wmlab.jobs.genie import load_world
+
+        world = load_world(str(run_dir), steps=cfg.steps, temperature=cfg.temperature, seed=cfg.seed)
     start = cfg.start or getattr(world, "default_start", None)
     if not start:
         raise ConfigError(f"no start frame: {run_dir} names no dataset; pass start=<episode store or image>")
