@@ -8,16 +8,18 @@ The defaults are the paper-sized DreamerV3 world model as configured in the most
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Literal
 
 from wmlab import config as _config
 
 
 def doc(default: Any, text: str) -> Any:
-    """A dataclass field with a default and a one-line meaning."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
+    """A dataclass field with a default and a one-line meaning (mutable defaults and nested configs are copied
+    for every instance)."""
+    if isinstance(default, (list, dict)) or is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": text})
     return field(default=default, metadata={"doc": text})
 
 

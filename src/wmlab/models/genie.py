@@ -20,69 +20,63 @@ others stay frozen in eval mode), so a run's checkpoint is always the whole, sel
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wmlab.models.config import doc
 from wmlab.nn.st import FrameCache, STTransformer, VectorQuantizer, cosine_schedule, patchify, unpatchify
 
 STAGES = ("tokenizer", "lam", "dynamics")
 
 
-def _doc(default: Any, text: str) -> Any:
-    if isinstance(default, (list, dict)) or hasattr(default, "__dataclass_fields__"):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
-
-
 @dataclass
 class TokenizerConfig:
-    width: int = _doc(512, "transformer width")
-    enc_depth: int = _doc(8, "encoder ST blocks")
-    dec_depth: int = _doc(8, "decoder ST blocks")
-    heads: int = _doc(8, "attention heads")
-    patch: int = _doc(4, "patch side in pixels (one token per patch)")
-    codes: int = _doc(1024, "codebook size")
-    code_dim: int = _doc(32, "code vector size")
-    beta: float = _doc(0.25, "commitment loss weight")
+    width: int = doc(512, "transformer width")
+    enc_depth: int = doc(8, "encoder ST blocks")
+    dec_depth: int = doc(8, "decoder ST blocks")
+    heads: int = doc(8, "attention heads")
+    patch: int = doc(4, "patch side in pixels (one token per patch)")
+    codes: int = doc(1024, "codebook size")
+    code_dim: int = doc(32, "code vector size")
+    beta: float = doc(0.25, "commitment loss weight")
 
 
 @dataclass
 class LAMConfig:
-    width: int = _doc(512, "transformer width")
-    enc_depth: int = _doc(8, "encoder ST blocks")
-    dec_depth: int = _doc(8, "decoder ST blocks")
-    heads: int = _doc(8, "attention heads")
-    patch: int = _doc(16, "patch side in pixels")
-    codes: int = _doc(8, "latent actions (codebook size)")
-    code_dim: int = _doc(32, "latent action vector size")
-    beta: float = _doc(0.25, "commitment loss weight")
+    width: int = doc(512, "transformer width")
+    enc_depth: int = doc(8, "encoder ST blocks")
+    dec_depth: int = doc(8, "decoder ST blocks")
+    heads: int = doc(8, "attention heads")
+    patch: int = doc(16, "patch side in pixels")
+    codes: int = doc(8, "latent actions (codebook size)")
+    code_dim: int = doc(32, "latent action vector size")
+    beta: float = doc(0.25, "commitment loss weight")
 
 
 @dataclass
 class DynamicsConfig:
-    width: int = _doc(512, "transformer width")
-    depth: int = _doc(12, "ST blocks")
-    heads: int = _doc(8, "attention heads")
-    mask_min: float = _doc(0.5, "lowest fraction of a frame's tokens masked in training")
-    mask_max: float = _doc(1.0, "highest fraction of a frame's tokens masked in training")
-    steps: int = _doc(25, "MaskGIT decoding iterations per generated frame (each one runs)")
-    temperature: float = _doc(1.0, "sampling temperature (0: most likely token)")
-    choice_noise: float = _doc(4.5, "Gumbel noise on token confidences, annealed to 0 over the iterations")
+    width: int = doc(512, "transformer width")
+    depth: int = doc(12, "ST blocks")
+    heads: int = doc(8, "attention heads")
+    mask_min: float = doc(0.5, "lowest fraction of a frame's tokens masked in training")
+    mask_max: float = doc(1.0, "highest fraction of a frame's tokens masked in training")
+    steps: int = doc(25, "MaskGIT decoding iterations per generated frame (each one runs)")
+    temperature: float = doc(1.0, "sampling temperature (0: most likely token)")
+    choice_noise: float = doc(4.5, "Gumbel noise on token confidences, annealed to 0 over the iterations")
 
 
 @dataclass
 class GenieConfig:
-    tokenizer: TokenizerConfig = _doc(TokenizerConfig(), "video tokenizer")
-    lam: LAMConfig = _doc(LAMConfig(), "latent action model")
-    dynamics: DynamicsConfig = _doc(DynamicsConfig(), "MaskGIT dynamics")
-    guided: bool = _doc(False, "condition the dynamics on the data's real actions (no latent action model)")
-    max_frames: int = _doc(16, "frames the models attend over (training windows and the generation window)")
+    tokenizer: TokenizerConfig = doc(TokenizerConfig(), "video tokenizer")
+    lam: LAMConfig = doc(LAMConfig(), "latent action model")
+    dynamics: DynamicsConfig = doc(DynamicsConfig(), "MaskGIT dynamics")
+    guided: bool = doc(False, "condition the dynamics on the data's real actions (no latent action model)")
+    max_frames: int = doc(16, "frames the models attend over (training windows and the generation window)")
 
 
 def _pixels(image: Tensor) -> Tensor:
