@@ -7,6 +7,10 @@ attention over the past frames, then the tokenizer decodes it), for several Mask
 
     python benchmarks/bench_genie.py                    # tiny and small presets (a few minutes)
     python benchmarks/bench_genie.py --quick            # proves the script runs
+    python benchmarks/bench_genie.py --presets small --repeats 1 --frames 5   # add one preset's rows
+
+Rows of presets not measured in this run are kept from an existing output file, so presets can be measured
+one at a time.
 
 Writes markdown to stdout and benchmarks/results/genie.md, JSON to genie.json.
 """
@@ -56,12 +60,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--presets", default="tiny,small")
     parser.add_argument("--gen-steps", default="25,8,4")
+    parser.add_argument("--repeats", type=int, default=3, help="timed updates per stage and precision")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per play setting")
     parser.add_argument("--out", default=str(HERE / "results" / "genie.json"))
     args = parser.parse_args()
     from wmlab.models.genie import GenieStream, count_parameters
 
     presets = ["debug"] if args.quick else args.presets.split(",")
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else args.repeats
     train_rows, gen_rows, sizes = [], [], []
     for preset in presets + ([] if args.quick else ["paper"]):
         model, cfg = build(preset)
@@ -86,7 +92,7 @@ def main() -> None:
         for steps in [int(s) for s in args.gen_steps.split(",")]:
             for mode, dtype in MODES.items():
                 stream = GenieStream(model, steps, 1.0, torch.Generator().manual_seed(0))
-                n = 3 if args.quick else 20
+                n = 3 if args.quick else args.frames
                 with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                     stream.start(frame, torch.zeros(1, 0, dtype=torch.long))
                     stream.step(torch.tensor([1]))  # warm-up
@@ -97,6 +103,17 @@ def main() -> None:
                 gen_rows.append({"preset": preset, "maskgit_steps": steps, "mode": mode, "s_per_frame": sec,
                                  "frames_per_s": 1 / sec})
                 print(f"  {preset} play steps={steps} {mode}: {1 / sec:.1f} frames/s", file=sys.stderr, flush=True)
+    out = Path(args.out)
+    if out.exists() and not args.quick:  # keep the other presets' rows from earlier runs
+        old = json.loads(out.read_text())
+        measured = set(presets)
+        train_rows = [r for r in old.get("train", []) if r["preset"] not in measured] + train_rows
+        gen_rows = [r for r in old.get("generate", []) if r["preset"] not in measured] + gen_rows
+        known = {s["preset"] for s in sizes}
+        sizes = [s for s in old.get("sizes", []) if s["preset"] not in known] + sizes
+    order = {name: i for i, name in enumerate(["debug", "tiny", "small", "paper"])}
+    for rows in (train_rows, gen_rows, sizes):
+        rows.sort(key=lambda r: order.get(r["preset"], len(order)))
     head = (f"{torch.get_num_threads()} threads, {cpu_name()}, torch {torch.__version__}"
             + (" — QUICK (not a measurement)" if args.quick else ""))
     lines = [f"Genie on 64×64 frames, {head}", "",
@@ -116,7 +133,6 @@ def main() -> None:
                      f"{r['frames_per_s']:.1f} |")
     table = "\n".join(lines)
     print("\n" + table)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": {"quick": args.quick, "threads": torch.get_num_threads(), "cpu": cpu_name(),
                                         "torch": torch.__version__,

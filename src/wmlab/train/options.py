@@ -19,6 +19,8 @@ class TrainerConfig:
                                                         "up to this number)"})
     lr: float = field(default=3e-4, metadata={"doc": "AdamW learning rate (per-group lr in optimizer_groups wins)"})
     warmup: int = field(default=0, metadata={"doc": "linear learning-rate warm-up over this many steps (0 = off)"})
+    decay: int = field(default=0, metadata={"doc": "linear learning-rate decay towards zero over the last N steps "
+                                                    "(0 = off): warm-up, constant, decay"})
     eps: float = field(default=1e-8, metadata={"doc": "AdamW epsilon"})
     weight_decay: float = field(default=0.0, metadata={"doc": "AdamW decoupled weight decay"})
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"doc": "AdamW moment decay rates"})
@@ -48,7 +50,7 @@ class TrainerConfig:
 
     def validate(self) -> "TrainerConfig":
         """Raise :class:`ConfigError` naming the first bad field."""
-        for name in ("steps", "log_every", "eval_every", "ckpt_every", "keep_checkpoints", "warmup"):
+        for name in ("steps", "log_every", "eval_every", "ckpt_every", "keep_checkpoints", "warmup", "decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"trainer {name}={getattr(self, name)} must be >= 0")
         if self.grad_accum < 1:

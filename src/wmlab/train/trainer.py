@@ -193,9 +193,18 @@ class Trainer:
                 raise ValueError("the training data yielded no batches; pass a non-empty (ideally infinite) "
                                  "iterable of batches") from None
 
+    def lr_scale(self, step: int) -> float:
+        """Learning-rate multiplier of update ``step`` (from 1): linear warm-up, constant, linear decay over the
+        last ``decay`` steps (the last update gets ``1/decay`` of the rate, never zero)."""
+        c = self.config
+        scale = min(1.0, step / c.warmup) if c.warmup else 1.0
+        if c.decay:
+            scale = min(scale, max(c.steps - step + 1, 1) / c.decay)
+        return scale
+
     def _set_lr(self) -> None:
-        if self.config.warmup:
-            scale = min(1.0, self.step / self.config.warmup)  # self.step is the update being made, from 1
+        if self.config.warmup or self.config.decay:
+            scale = self.lr_scale(self.step)  # self.step is the update being made, from 1
             for group in self.optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * scale
 
