@@ -17,6 +17,8 @@ ARROWS = {"A": "up", "B": "down", "C": "right", "D": "left"}
 _NAMED_BYTES = {0x20: "space", 0x0D: "enter", 0x0A: "enter", 0x09: "tab", 0x7F: "backspace"}
 ESCAPE_WAIT = 0.05  # seconds to wait for the rest of an escape sequence after a lone ESC byte
 EOF = "<eof>"  # read_key's answer once the input has ended
+
+
 def fileno(stream: Any) -> int | None:
     try:
         return int(stream.fileno())
