@@ -257,6 +257,30 @@ def test_compare_plots_mean_over_seeds(tmp_path):
         compare([tmp_path / "s0"], tmp_path / "x.png", key="eval/success")
 
 
+def test_compare_keeps_runs_with_other_settings_apart(tmp_path):
+    from wmlab.eval.curves import compare
+
+    def run(name, grad, seed, value):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(
+            f"env: dmc:cartpole_balance\nmethod: none\nrun_dir: {folder}\nenv_steps: {1000 + seed}\n"
+            f"agent:\n  behavior:\n    actor:\n      grad: {grad}\n"
+            f"trainer:\n  seed: {seed}\n  log_every: {10 + seed}\n")
+        (folder / "run.json").write_text('{"job": "dreamer", "preset": "small"}')
+        (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "env_step": 1000, "eval/return_mean": value}))
+        return folder
+
+    runs = [run("a0", "reinforce", 0, 1.0), run("a1", "reinforce", 1, 3.0), run("b0", "dynamics", 0, 10.0)]
+    final = compare(runs, tmp_path / "c.png")["final"]
+    assert final == {
+        "dmc:cartpole_balance · scratch · small · actor.grad=reinforce":
+            {"env_steps": 1000, "mean": 2.0, "std": 1.0, "runs": 2},
+        "dmc:cartpole_balance · scratch · small · actor.grad=dynamics":
+            {"env_steps": 1000, "mean": 10.0, "std": 0.0, "runs": 1},
+    }
+
+
 @REWARDS.register("near_half")
 def _near_half(agent, feat, actions):
     r = -(actions[..., 0].float() - 0.5) ** 2  # the step into s_t rewards the action chosen before it

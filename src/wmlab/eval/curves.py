@@ -3,9 +3,11 @@
     wmlab compare runs/walker_s0 runs/walker_s1 runs/walker_apv_s0 out=results/walker.png
     wmlab compare runs/* key=eval/success out=results/metaworld.png
 
-Runs are grouped by (env, method, preset) read from their ``config.yaml``/``run.json``; each group's
-curve is the mean over its runs at the env steps they all evaluated, with a ±1 std band. Writes the plot,
-``<out>.csv`` (every point) and returns a table of final scores.
+Runs are seeds of one setting when their saved configs (``config.yaml``, and the preset in ``run.json``)
+agree on everything but seeds and bookkeeping (run folder, logging, checkpoint schedule, run length): each
+setting's curve is the mean over its runs at the env steps they all evaluated, with a ±1 std band. A
+setting is labelled ``env · method · preset`` plus the settings that tell it apart from the others
+(``actor.grad=dynamics``). Writes the plot, ``<out>.csv`` (every point) and returns a table of final scores.
 """
 
 from __future__ import annotations
@@ -37,14 +39,68 @@ def read_curve(run_dir: str | Path, key: str = "eval/return_mean") -> tuple[np.n
     return np.asarray(steps), np.asarray(values)
 
 
-def run_label(run_dir: str | Path) -> str:
-    """``env · method · preset`` of a run (what groups seeds together)."""
+# Config keys that do not change what a run learns: runs differing only here are seeds of one setting.
+_BOOKKEEPING = ("run_dir", "env_steps", "ckpt_every", "eval.table", "eval.videos", "trainer.steps",
+                "trainer.log_every", "trainer.ckpt_every", "trainer.keep_checkpoints", "trainer.progress",
+                "trainer.tensorboard", "trainer.wandb", "trainer.wandb_project")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def run_setting(run_dir: str | Path) -> dict[str, Any]:
+    """The flattened saved config of a run without seeds and bookkeeping (what makes runs one setting)."""
     run = Path(run_dir)
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    method = cfg.get("method") or "none"
-    parts = [cfg.get("env", "?"), "scratch" if method == "none" else method, info.get("preset") or "default"]
-    return " · ".join(str(p) for p in parts)
+    flat = _flatten(cfg or {})
+    flat = {k: v for k, v in flat.items()
+            if k not in _BOOKKEEPING and k != "seed" and not k.endswith(".seed")}
+    flat["preset"] = info.get("preset") or "default"
+    flat.setdefault("env", "?")
+    flat["method"] = flat.get("method") or "none"
+    return flat
+
+
+def _base_label(setting: dict[str, Any]) -> str:
+    """``env · method · preset`` (``scratch`` for no pretraining method)."""
+    method = "scratch" if setting["method"] == "none" else setting["method"]
+    return " · ".join(str(p) for p in (setting["env"], method, setting["preset"]))
+
+
+def _short(key: str) -> str:
+    """The last two parts of a dotted key (``agent.behavior.actor.grad`` → ``actor.grad``)."""
+    return ".".join(key.split(".")[-2:])
+
+
+def group_runs(runs: Sequence[str | Path]) -> dict[str, list[Path]]:
+    """Runs grouped into settings, each labelled ``env · method · preset`` and the keys where settings differ."""
+    settings: list[dict[str, Any]] = []
+    members: list[list[Path]] = []
+    for run in runs:
+        s = run_setting(run)
+        if s in settings:
+            members[settings.index(s)].append(Path(run))
+        else:
+            settings.append(s)
+            members.append([Path(run)])
+    keys = sorted({k for s in settings for k in s})
+    differ = [k for k in keys if k not in ("env", "method", "preset")
+              and len({repr(s.get(k)) for s in settings}) > 1]
+    groups: dict[str, list[Path]] = {}
+    for s, runs_of in zip(settings, members):
+        base = _base_label(s)
+        extra = ", ".join(f"{_short(k)}={s.get(k)}" for k in differ)
+        groups[f"{base} · {extra}" if extra else base] = runs_of
+    return groups
 
 
 def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return_mean",
@@ -53,11 +109,12 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     if not runs:
         raise ValueError("compare needs at least one run folder")
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for run in runs:
-        steps, values = read_curve(run, key)
-        if len(steps) == 0:
-            raise ValueError(f"{run} logged no {key!r} with env_step yet; evaluate it first (eval.every=)")
-        groups.setdefault(run_label(run), []).append((steps, values))
+    for label, members in group_runs(runs).items():
+        for run in members:
+            steps, values = read_curve(run, key)
+            if len(steps) == 0:
+                raise ValueError(f"{run} logged no {key!r} with env_step yet; evaluate it first (eval.every=)")
+            groups.setdefault(label, []).append((steps, values))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
