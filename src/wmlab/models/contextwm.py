@@ -34,15 +34,14 @@ from wmlab.models.config import WorldModelConfig
 from wmlab.nn.blocks import (
     LN_EPS,
     ChannelNorm,
+    ConvDecoder,
     ConvEncoder,
     GemmGradConv2d,
-    GemmGradConvTranspose2d,
     _same_pad,
     activation,
     compute_dtype,
     conv_stages,
     init_hidden_,
-    init_output_,
     stage_channels,
 )
 
@@ -128,59 +127,27 @@ class CrossAttention(nn.Module):
         return x + out.permute(0, 3, 1, 2).to(x.dtype)
 
 
-class ContextDecoder(nn.Module):
-    """:class:`ConvDecoder`'s layout (linear → smallest map → stride-2 transposed convs, cropped to the
-    exact ``H×W``) with a :class:`CrossAttention` after the maps listed in ``attend`` (indices into the
-    encoder's ``sizes``: 0 is the finest map below the output)."""
+class ContextDecoder(ConvDecoder):
+    """:class:`ConvDecoder` with a :class:`CrossAttention` after each of the first ``len(context_widths)``
+    maps of the encoder's ``sizes`` (0 is the finest map below the output), reading the context map of the
+    same resolution."""
 
-    def __init__(self, in_dim: int, image: tuple[int, int, int], sizes: list[tuple[int, int]],
-                 widths: list[int], context_widths: list[int], heads: int, kernel: int, norm: bool,
-                 act: str) -> None:
-        super().__init__()
-        height, width, channels = image
-        self.start = (sizes[-1][0], sizes[-1][1], widths[-1])  # (h, w, C_last)
-        self.space = nn.Linear(in_dim, math.prod(self.start), bias=not norm)
-        self.space_norm = nn.Sequential(*([ChannelNorm(widths[-1])] if norm else []), activation(act))
-        targets = [(height, width)] + sizes[:-1]  # output size of each transposed conv, top stage first
-        outs = [channels] + widths[:-1]
-        padding = (kernel - 2) // 2
-        self.crops: list[tuple[int, int]] = []
-        layers: list[nn.Module] = []
-        for i in reversed(range(len(sizes))):
-            last = i == 0
-            conv = GemmGradConvTranspose2d(widths[i], outs[i], kernel, 2, padding, bias=last or not norm)
-            block: list[nn.Module] = [conv]
-            if not last:
-                block += ([ChannelNorm(outs[i])] if norm else []) + [activation(act)]
-            layers.append(nn.Sequential(*block))
-            self.crops.append(targets[i])
-        self.layers = nn.ModuleList(layers)
+    def __init__(self, in_dim: int, image: tuple[int, int, int], depth: int, mults: tuple[int, ...],
+                 kernel: int, min_res: int, norm: bool, act: str, context_widths: list[int], heads: int) -> None:
+        super().__init__(in_dim, image, depth, mults, kernel, min_res, norm, act)
         # attention j reads context map j (resolution sizes[j], decoder channels widths[j])
-        self.attn = nn.ModuleList(CrossAttention(widths[j], cw, heads) for j, cw in enumerate(context_widths))
-        init_hidden_(self)
-        init_output_(self.layers[-1][0], 1.0)
-        self.levels = len(sizes)
+        self.attn = nn.ModuleList(CrossAttention(self.widths[j], cw, heads) for j, cw in enumerate(context_widths))
 
-    def forward(self, x: Tensor, context: list[tuple[Tensor, Tensor, Tensor | None]]) -> Tensor:
+    def forward(self, x: Tensor, context: list[tuple[Tensor, Tensor, Tensor | None]]) -> Tensor:  # type: ignore[override]
         """``x [N,F]``, per attended resolution (finest first) ``(keys, values, mask)`` → ``[N,H,W,C]``."""
-        h, w, c = self.start
-        x = self.space(x).reshape(-1, h, w, c).permute(0, 3, 1, 2)  # [N,C,h,w], channels-last strides
-        x = self.space_norm(x)
-        level = self.levels - 1  # x is the map at sizes[level]
-        x = self._attend(x, level, context)
-        for layer, (th, tw) in zip(self.layers, self.crops):
-            x = layer(x)
-            if x.shape[-2] != th or x.shape[-1] != tw:
-                x = x[..., :th, :tw]
-            level -= 1
-            x = self._attend(x, level, context)
-        return x.permute(0, 2, 3, 1) + 0.5  # [N,H,W,C]
 
-    def _attend(self, x: Tensor, level: int, context: list[tuple[Tensor, Tensor, Tensor | None]]) -> Tensor:
-        if 0 <= level < len(self.attn):
-            keys, values, mask = context[level]
-            x = self.attn[level](x, keys, values, mask)
-        return x
+        def attend(x: Tensor, stage: int) -> Tensor:
+            if stage < len(self.attn):
+                keys, values, mask = context[stage]
+                x = self.attn[stage](x, keys, values, mask)
+            return x
+
+        return super().forward(x, attend)
 
 
 @CODECS.register("contextwm")
@@ -204,12 +171,11 @@ class ContextCodec(FrameCodec):
         self.encoder = ConvEncoder(image, c.depth, c.mults, c.kernel, c.min_res, cfg.norm, cfg.act)
         self.embed_dim = self.encoder.out_dim
         sizes = conv_stages(image[0], image[1], c.min_res)
-        widths = stage_channels(c.depth, c.mults, len(sizes))
         levels = min(x.attn_stages, len(sizes))  # attended resolutions: sizes[:levels]
         context_widths = stage_channels(x.depth, (), levels)
         self.context_encoder = ContextEncoder(image, sizes[:levels], context_widths, c.kernel, cfg.norm, cfg.act)
-        self.decoder = ContextDecoder(feat_dim, image, sizes, widths, context_widths, x.heads, c.kernel,
-                                      cfg.norm, cfg.act)
+        self.decoder = ContextDecoder(feat_dim, image, c.depth, c.mults, c.kernel, c.min_res, cfg.norm, cfg.act,
+                                      context_widths, x.heads)
 
     # The dynamics encoder: the same conv encoder and pixel normalisation as CNNCodec.
     encode = CNNCodec.encode

@@ -284,6 +284,7 @@ class ConvDecoder(nn.Module):
         sizes = conv_stages(height, width, min_res)
         widths = stage_channels(depth, mults, len(sizes))
         self.image = image
+        self.sizes, self.widths = sizes, widths
         self.start = (sizes[-1][0], sizes[-1][1], widths[-1])  # (h, w, C_last)
         self.space = nn.Linear(in_dim, math.prod(self.start), bias=not norm)
         space_norm = [ChannelNorm(widths[-1])] if norm else []
@@ -305,12 +306,18 @@ class ConvDecoder(nn.Module):
         init_hidden_(self)
         init_output_(self.layers[-1][0], out_scale)
 
-    def forward(self, x: Tensor) -> Tensor:  # [N,F] -> [N,H,W,C]
+    def forward(self, x: Tensor, after: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
+        """Features ``[N,F]`` → ``[N,H,W,C]``. ``after(map, stage)``, if given, transforms each hidden map
+        ``[N,C,h,w]`` as it is made (``stage`` indexes ``sizes``: the smallest map first, 0 last)."""
         h, w, c = self.start
         x = self.space(x).reshape(-1, h, w, c).permute(0, 3, 1, 2)  # [N,C,h,w], channels-last strides
         x = self.space_norm(x)
+        stage = len(self.sizes) - 1
         for layer, (th, tw) in zip(self.layers, self.crops):
+            if after is not None:
+                x = after(x, stage)
             x = layer(x)
             if x.shape[-2] != th or x.shape[-1] != tw:
                 x = x[..., :th, :tw]
+            stage -= 1
         return x.permute(0, 2, 3, 1) + 0.5  # [N,H,W,C]
