@@ -151,6 +151,19 @@ def test_act_carries_state_and_respects_the_action_space(one_thread):
         else:
             assert action.shape == (2,) and np.all(np.abs(action) <= 1)
         assert carry2[0][0].deter.shape == (1, agent.wm.rssm.deter_dim)
+    # Sampled continuous actions (std near 1) often fall outside [-1, 1]: the env gets them clipped, and the
+    # world model's filter must be fed that same clipped action, as in the replay it trains on.
+    agent = agent_for(SPEC)
+    assert agent.cfg.world_model.action_input == "real"
+    carry = None
+    for _ in range(30):
+        action, carry = agent.act(obs, carry)
+        assert np.all(np.abs(action) <= 1)
+        np.testing.assert_array_equal(carry[1][0].numpy(), action)
+    torch.manual_seed(0)
+    feat = agent.wm.features(agent.imagined_starts(64))
+    outside = (agent.task.policy(feat).sample().abs() > 1).float().mean()
+    assert outside > 0.05  # the clipping above was exercised
 
 
 def test_bad_agent_settings_are_clear_errors(one_thread):

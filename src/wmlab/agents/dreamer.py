@@ -235,11 +235,13 @@ class DreamerAgent(nn.Module):
         module = self.explorer if behavior == "explore" and self.explorer is not None else self.task
         dist = module.policy(self.wm.features(post))
         action = dist.sample() if sample else dist.mode()
+        if not self.discrete:  # the env clips to [-1, 1]; the model must see the action the env got
+            action = action.float().clamp(-1.0, 1.0)
         action_in = self.encode_action(action)
         if self.discrete:
             env_action = np.int64(int(action[0].argmax()))
         else:
-            env_action = action[0].float().clamp(-1, 1).cpu().numpy().astype(np.float32)
+            env_action = action[0].cpu().numpy().astype(np.float32)
         return env_action, (wm_carry, action_in.float())
 
 
