@@ -24,6 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from wmlab.config import flatten  # noqa: E402
+
 
 def read_curve(run_dir: str | Path, key: str = "eval/return_mean") -> tuple[np.ndarray, np.ndarray]:
     """``(env_steps, values)`` of every logged row of ``run_dir/metrics.jsonl`` holding ``key`` and env_step."""
@@ -45,24 +47,12 @@ _BOOKKEEPING = ("run_dir", "env_steps", "ckpt_every", "eval.table", "eval.videos
                 "trainer.tensorboard", "trainer.wandb", "trainer.wandb_project")
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = tuple(value) if isinstance(value, list) else value
-    return flat
-
-
 def run_setting(run_dir: str | Path) -> dict[str, Any]:
     """The flattened saved config of a run without seeds and bookkeeping (what makes runs one setting)."""
     run = Path(run_dir)
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    flat = _flatten(cfg or {})
-    flat = {k: v for k, v in flat.items()
+    flat = {k: tuple(v) if isinstance(v, list) else v for k, v in flatten(cfg or {}).items()
             if k not in _BOOKKEEPING and k != "seed" and not k.endswith(".seed")}
     flat["preset"] = info.get("preset") or "default"
     flat.setdefault("env", "?")
