@@ -49,6 +49,20 @@ def test_shapes_fp32_and_bf16(size):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+@pytest.mark.parametrize("skip, expected", [(1, [8, 16]), (0, [16, 32])])
+def test_cross_attention_sits_at_the_configured_resolutions(skip, expected):
+    model = model_for((64, 64), **{"context.attn_skip": skip, "context.attn_stages": 2})
+    seen = []
+    for attn in model.codec.decoder.attn:
+        attn.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[-1]))
+    with torch.no_grad():
+        out = model.decode(features(model, b=1, t=2), batch_for((64, 64), b=1, t=2)["image"])
+    assert out.shape == (1, 2, 64, 64, 3)
+    assert seen == expected  # coarse to fine, as the decoder upsamples
+    with pytest.raises(ValueError, match="context.attn_skip=-1 must be >= 0"):
+        model_for((64, 64), **{"context.attn_skip": -1})
+
+
 def test_loss_sends_gradient_to_context_encoder_and_attention():
     model = model_for(**{"context.token_dropout": 0.5, "context.erasing": 0.5})
     loss, metrics = model.loss(batch_for())

@@ -64,7 +64,10 @@ class ContextConfig:
     """ContextWM's contextualised decoder (``codec=contextwm``)."""
 
     depth: int = doc(32, "channels of the context encoder's first stage (doubling per stage like cnn)")
-    attn_stages: int = doc(2, "decoder resolutions, from the finest, that cross-attend to the context features")
+    attn_stages: int = doc(2, "decoder resolutions that cross-attend to the context features")
+    attn_skip: int = doc(1, "finest decoder resolutions left without cross-attention: 1 attends at 16×16 and 8×8 "
+                            "of a 64×64 frame as ContextWM does (0 adds the 32×32 map: several times the cost); "
+                            "frames with fewer resolutions keep their coarsest")
     heads: int = doc(4, "attention heads of each cross-attention")
     token_dropout: float = doc(0.0, "fraction of context tokens dropped while training (never in eval mode)")
     erasing: float = doc(0.0, "probability of random erasing of a patch of the context frame while training")

@@ -128,23 +128,27 @@ class CrossAttention(nn.Module):
 
 
 class ContextDecoder(ConvDecoder):
-    """:class:`ConvDecoder` with a :class:`CrossAttention` after each of the first ``len(context_widths)``
-    maps of the encoder's ``sizes`` (0 is the finest map below the output), reading the context map of the
-    same resolution."""
+    """:class:`ConvDecoder` with a :class:`CrossAttention` after the maps of the encoder's ``sizes``
+    ``skip, skip+1, …`` (0 is the finest map below the output), one per entry of ``context_widths``, each
+    reading the context map of the same resolution."""
 
     def __init__(self, in_dim: int, image: tuple[int, int, int], depth: int, mults: tuple[int, ...],
-                 kernel: int, min_res: int, norm: bool, act: str, context_widths: list[int], heads: int) -> None:
+                 kernel: int, min_res: int, norm: bool, act: str, context_widths: list[int], heads: int,
+                 skip: int = 0) -> None:
         super().__init__(in_dim, image, depth, mults, kernel, min_res, norm, act)
-        # attention j reads context map j (resolution sizes[j], decoder channels widths[j])
-        self.attn = nn.ModuleList(CrossAttention(self.widths[j], cw, heads) for j, cw in enumerate(context_widths))
+        self.skip = skip
+        # attention j reads context map j (resolution sizes[skip+j], decoder channels widths[skip+j])
+        self.attn = nn.ModuleList(CrossAttention(self.widths[skip + j], cw, heads)
+                                  for j, cw in enumerate(context_widths))
 
     def forward(self, x: Tensor, context: list[tuple[Tensor, Tensor, Tensor | None]]) -> Tensor:  # type: ignore[override]
         """``x [N,F]``, per attended resolution (finest first) ``(keys, values, mask)`` → ``[N,H,W,C]``."""
 
         def attend(x: Tensor, stage: int) -> Tensor:
-            if stage < len(self.attn):
-                keys, values, mask = context[stage]
-                x = self.attn[stage](x, keys, values, mask)
+            j = stage - self.skip
+            if 0 <= j < len(self.attn):
+                keys, values, mask = context[j]
+                x = self.attn[j](x, keys, values, mask)
             return x
 
         return super().forward(x, attend)
@@ -160,6 +164,9 @@ class ContextCodec(FrameCodec):
         if x.attn_stages < 1:
             raise ValueError(f"context.attn_stages={x.attn_stages}: codec=contextwm needs at least one "
                              f"cross-attention stage (use codec=cnn for a decoder without context)")
+        sizes = conv_stages(image[0], image[1], c.min_res)
+        if x.attn_skip < 0:
+            raise ValueError(f"context.attn_skip={x.attn_skip} must be >= 0")
         if x.heads < 1:
             raise ValueError(f"context.heads={x.heads} must be at least 1")
         if not 0.0 <= x.token_dropout < 1.0:
@@ -170,12 +177,13 @@ class ContextCodec(FrameCodec):
         self.erasing = float(x.erasing)
         self.encoder = ConvEncoder(image, c.depth, c.mults, c.kernel, c.min_res, cfg.norm, cfg.act)
         self.embed_dim = self.encoder.out_dim
-        sizes = conv_stages(image[0], image[1], c.min_res)
-        levels = min(x.attn_stages, len(sizes))  # attended resolutions: sizes[:levels]
-        context_widths = stage_channels(x.depth, (), levels)
-        self.context_encoder = ContextEncoder(image, sizes[:levels], context_widths, c.kernel, cfg.norm, cfg.act)
+        skip = min(x.attn_skip, len(sizes) - 1)  # a small frame keeps at least its coarsest map attending
+        stages = min(skip + x.attn_stages, len(sizes))  # attended resolutions: sizes[skip:stages]
+        context_widths = stage_channels(x.depth, (), stages)
+        self.context_encoder = ContextEncoder(image, sizes[:stages], context_widths, c.kernel, cfg.norm, cfg.act)
+        self.context_skip = skip
         self.decoder = ContextDecoder(feat_dim, image, c.depth, c.mults, c.kernel, c.min_res, cfg.norm, cfg.act,
-                                      context_widths, x.heads)
+                                      context_widths[skip:], x.heads, skip)
 
     # The dynamics encoder: the same conv encoder and pixel normalisation as CNNCodec.
     encode = CNNCodec.encode
@@ -221,7 +229,7 @@ class ContextCodec(FrameCodec):
         if self.training and self.erasing > 0.0:
             x = self._erase(x)
         out = []
-        for attn, feat in zip(self.decoder.attn, self.context_encoder(x)):
+        for attn, feat in zip(self.decoder.attn, self.context_encoder(x)[self.context_skip:]):
             keys, values = attn.keys_values(feat)
             out.append((keys, values, self._token_mask(x.shape[0], keys.shape[2], x.device)))
         return out
