@@ -181,7 +181,6 @@ class ContextCodec(FrameCodec):
         stages = min(skip + x.attn_stages, len(sizes))  # attended resolutions: sizes[skip:stages]
         context_widths = stage_channels(x.depth, (), stages)
         self.context_encoder = ContextEncoder(image, sizes[:stages], context_widths, c.kernel, cfg.norm, cfg.act)
-        self.context_skip = skip
         self.decoder = ContextDecoder(feat_dim, image, c.depth, c.mults, c.kernel, c.min_res, cfg.norm, cfg.act,
                                       context_widths[skip:], x.heads, skip)
 
@@ -229,7 +228,7 @@ class ContextCodec(FrameCodec):
         if self.training and self.erasing > 0.0:
             x = self._erase(x)
         out = []
-        for attn, feat in zip(self.decoder.attn, self.context_encoder(x)[self.context_skip:]):
+        for attn, feat in zip(self.decoder.attn, self.context_encoder(x)[self.decoder.skip:]):
             keys, values = attn.keys_values(feat)
             out.append((keys, values, self._token_mask(x.shape[0], keys.shape[2], x.device)))
         return out
