@@ -29,12 +29,12 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import cpu_name, synthetic_batch  # noqa: E402
+from bench_world_model import device_name, synthetic_batch, sync  # noqa: E402
 
 MODES = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def build(preset: str, size: int) -> Any:
+def build(preset: str, size: int, device: torch.device) -> Any:
     from wmlab import config as C
     from wmlab.agents import PRESETS, AgentConfig, DreamerAgent
 
@@ -42,7 +42,7 @@ def build(preset: str, size: int) -> Any:
     spec = {"image": (size, size, 3), "action_dim": 6, "action_discrete": False, "num_actions": None,
             "proprio_dim": None, "keys": ["image", "action", "reward", "is_first", "is_terminal"]}
     torch.manual_seed(0)
-    agent = DreamerAgent(cfg, spec)
+    agent = DreamerAgent(cfg, spec).to(device)
     opt = torch.optim.AdamW(agent.optimizer_groups(), lr=1e-4, fused=True)
     return agent, opt
 
@@ -51,7 +51,7 @@ def make_step(agent: Any, opt: Any, batch: dict, dtype: torch.dtype | None, comp
     loss_fn = torch.compile(agent.loss) if compiled else agent.loss
 
     def step() -> float:
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with torch.autocast(batch["image"].device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss, _ = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -66,32 +66,38 @@ def make_step(agent: Any, opt: Any, batch: dict, dtype: torch.dtype | None, comp
 
 def split_times(agent: Any, batch: dict, dtype: torch.dtype | None) -> dict[str, float]:
     """Seconds of the world-model part and the actor-critic part of one forward+backward, measured apart."""
-    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    device = batch["image"].device
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        sync(device)
         t0 = time.perf_counter()
         wm_loss, _, post = agent.wm.loss_and_states(batch)
         wm_loss.backward()
+        sync(device)
         t1 = time.perf_counter()
         start = post.detach().flatten()
-        cont0 = torch.ones(start.deter.shape[0])
+        cont0 = torch.ones(start.deter.shape[0], device=device)
         from wmlab.agents.dreamer import REWARDS
 
         fn = REWARDS.get("task")
         ac_loss, _ = agent.task.loss(agent.wm, start, cont0, lambda f, a: fn(agent, f, a), agent.encode_action)
         ac_loss.backward()
+        sync(device)
         t2 = time.perf_counter()
     agent.zero_grad(set_to_none=True)
     return {"world_model_s": t1 - t0, "actor_critic_s": t2 - t1}
 
 
-def imagine_rate(agent: Any, starts: int, dtype: torch.dtype | None, reps: int = 3) -> float:
+def imagine_rate(agent: Any, starts: int, dtype: torch.dtype | None, device: torch.device, reps: int = 3) -> float:
     """Imagined latent states per second (policy + prior step), no gradient."""
     start = agent.wm.rssm.initial(starts)
     best = float("inf")
-    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         agent.task.imagine(agent.wm, start, agent.encode_action)
         for _ in range(reps):
+            sync(device)
             t0 = time.perf_counter()
             agent.task.imagine(agent.wm, start, agent.encode_action)
+            sync(device)
             best = min(best, time.perf_counter() - t0)
     return starts * agent.cfg.behavior.horizon / best
 
@@ -104,17 +110,19 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd steps")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default=str(HERE / "results" / "dreamer.json"))
     args = parser.parse_args()
+    device = torch.device(args.device)
     quick = args.quick
     b, t = (2, 8) if quick else (16, 64)
     steps = args.steps or (1 if quick else 3)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 1)
-    batch = synthetic_batch(b, t, 64, 6)
+    batch = synthetic_batch(b, t, 64, 6, device=device)
     batch["reward"] = batch["reward"].abs()
     rows = []
     for preset in args.presets.split(","):
-        agent, opt = build(preset, 64)
+        agent, opt = build(preset, 64, device)
         params = {"world_model": sum(p.numel() for p in agent.wm.parameters()),
                   "actor_critic": sum(p.numel() for p in agent.task.parameters() if p.requires_grad)}
         for mode in args.modes.split(","):
@@ -131,7 +139,7 @@ def main() -> None:
                     step()
                     times.append(time.perf_counter() - t0)
                 split = split_times(agent, batch, dtype)
-                rate = imagine_rate(agent, b * t, dtype)
+                rate = imagine_rate(agent, b * t, dtype, device)
                 row = {"preset": preset, "mode": mode, "compile": compiled, "ms_per_step": 1e3 * statistics.median(times),
                        "ms_min": 1e3 * min(times), "warmup_s": first, "wm_ms": 1e3 * split["world_model_s"],
                        "ac_ms": 1e3 * split["actor_critic_s"], "imagined_steps_per_s": rate, **params}
@@ -139,8 +147,8 @@ def main() -> None:
                 print(f"  {preset} {mode}{' compile' if compiled else ''}: {row['ms_per_step']:.0f} ms/step "
                       f"(wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
                       file=sys.stderr, flush=True)
-    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {torch.get_num_threads()} threads, "
-             f"{cpu_name()}" + (" — QUICK (not a measurement)" if quick else ""), "",
+    threads = f"{torch.get_num_threads()} threads, " if device.type == "cpu" else ""
+    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}" + (" — QUICK (not a measurement)" if quick else ""), "",
              "| preset | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
              "imagined steps/s |", "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
@@ -152,7 +160,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"quick": quick, "batch": b, "length": t, "steps": steps, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__,
+            "cpus": os.cpu_count(), "device": device_name(device), "torch": torch.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     out.with_suffix(".md").write_text(table + "\n")

@@ -40,36 +40,51 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def matmul_peak(n: int, dtype: torch.dtype, reps: int = 3) -> float:
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def matmul_peak(n: int, dtype: torch.dtype, reps: int = 3, device: torch.device = torch.device("cpu")) -> float:
     """Best FLOP/s of an ``n×n @ n×n`` matmul in ``dtype``."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     a @ b  # warm-up (kernel selection, page faults)
     best = float("inf")
     for _ in range(reps):
+        sync(device)
         start = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
 
 
-def synthetic_batch(batch: int, length: int, size: int, action_dim: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def synthetic_batch(batch: int, length: int, size: int, action_dim: int, seed: int = 0,
+                    device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     is_first = torch.zeros(batch, length, dtype=torch.bool)
     is_first[:, 0] = True
-    return {
+    data = {
         "image": torch.randint(0, 256, (batch, length, size, size, 3), dtype=torch.uint8, generator=g),
         "action": torch.rand(batch, length, action_dim, generator=g) * 2 - 1,
         "reward": torch.randn(batch, length, generator=g),
         "is_first": is_first,
         "is_terminal": torch.zeros(batch, length, dtype=torch.bool),
     }
+    return {k: v.to(device) for k, v in data.items()}
 
 
 def make_step(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
               dtype: torch.dtype | None) -> Any:
     def step() -> float:
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        device_type = batch["image"].device.type
+        with torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss, _ = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -100,8 +115,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--matmul", type=int, default=None,
                         help="side of the peak matmul (default 4096; quick 1024)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default=str(HERE / "results" / "world_model.json"))
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     from wmlab.models import WorldModel, make_config
 
@@ -114,14 +131,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    peaks = {name: matmul_peak(side, dtype or torch.float32) for name, dtype in MODES.items()}
+    peaks = {name: matmul_peak(side, dtype or torch.float32, device=device) for name, dtype in MODES.items()}
     torch.manual_seed(0)
     spec = {"image": (args.size, args.size, 3), "action_dim": 6, "action_discrete": False,
             "num_actions": None, "proprio_dim": None}
-    model = WorldModel(make_config(args.preset), spec)
+    model = WorldModel(make_config(args.preset), spec).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # fused: ~5x faster than foreach on CPU
-    batch = synthetic_batch(batch_size, length, args.size, 6)
+    batch = synthetic_batch(batch_size, length, args.size, 6, device=device)
     flops = count_flops(make_step(model, opt, batch, None))
 
     rows = []
@@ -145,7 +162,8 @@ def main() -> None:
     lines = [
         f"World-model train step, preset `{args.preset}` ({params / 1e6:.2f}M params), "
         f"batch {batch_size}×{length}, {args.size}×{args.size} images, "
-        f"{torch.get_num_threads()} threads, {cpu_name()}"
+        + (f"{torch.get_num_threads()} threads, " if device.type == "cpu" else "")
+        + f"{device_name(device)}"
         + (" — QUICK (not a measurement)" if quick else ""),
         "",
         f"FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP; bf16 speed-up over fp32: **{speedup:.2f}×**",
@@ -162,7 +180,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"quick": quick, "preset": args.preset, "params": params, "batch": batch_size, "length": length,
             "image": args.size, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "cpu": cpu_name(), "matmul_side": side, "python": platform.python_version(),
+            "cpus": os.cpu_count(), "cpu": cpu_name(), "device": device_name(device), "matmul_side": side, "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.write_text(json.dumps({"meta": meta, "flops_per_step": flops, "bf16_speedup": speedup, "rows": rows},
                               indent=1))

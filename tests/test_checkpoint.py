@@ -167,13 +167,14 @@ def test_load_weights_for_eval_and_finetune(tmp_path):
     trained, _ = train(tmp_path, until=4)
     fresh = Net()
     info = load_weights(tmp_path, fresh)
-    assert info["step"] == 4 and all(torch.equal(p, q) for p, q in zip(trained.parameters(), fresh.parameters()))
+    assert info["step"] == 4  # trained on the trainer's device (a GPU where there is one), loaded on the CPU
+    assert all(torch.equal(p.cpu(), q) for p, q in zip(trained.parameters(), fresh.parameters()))
     wider = Net(hidden=32)
     with pytest.raises(CheckpointError, match="00000004/model.safetensors does not fit"):
         load_weights(tmp_path / "checkpoints" / "00000004", wider)
     info = load_weights(tmp_path / "checkpoints" / "00000004" / "model.safetensors", wider, strict=False)
     assert info["mismatched"] == ["net.0.bias", "net.0.weight", "net.3.weight"]
-    assert torch.equal(wider.net[3].bias, trained.net[3].bias)
+    assert torch.equal(wider.net[3].bias, trained.net[3].bias.cpu())
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint at"):
         load_weights(tmp_path / "nowhere", fresh)
 
@@ -183,7 +184,7 @@ def test_tied_weights_round_trip(tmp_path):
     assert len(load_file(tmp_path / "checkpoints" / "00000004" / "model.safetensors")) == 1
     fresh = Tied()
     load_weights(tmp_path, fresh)
-    assert torch.equal(fresh.emb.weight, trained.emb.weight) and fresh.out.weight is fresh.emb.weight
+    assert torch.equal(fresh.emb.weight, trained.emb.weight.cpu()) and fresh.out.weight is fresh.emb.weight
     resumed = Trainer(Tied(), PositionData(), cfg(), tmp_path)
     assert resumed.step == 4 and torch.equal(resumed.model.out.weight, trained.out.weight)
 

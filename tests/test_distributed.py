@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent('''
     model = Small()
     init = {k: v.clone() for k, v in model.state_dict().items()}
     config = TrainerConfig(steps=4, lr=0.05, grad_accum=2, grad_clip=0, precision="fp32", log_every=1,
-                           ckpt_every=4, progress=False, tensorboard=False)
+                           ckpt_every=4, progress=False, tensorboard=False, device="cpu")
     trainer = Trainer(model, Data, config, out / "run")  # Data(seed) is built with this rank's seed
     rank = trainer.dist.rank
     trainer.fit(until=1)

@@ -82,7 +82,7 @@ def test_grad_clip_caps_the_norm(tmp_path):
     model = Regressor()
     out = Trainer(model, regression_data(scale=100.0), cfg(steps=1, grad_clip=0), tmp_path / "b").fit()
     unclipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
-    assert unclipped == pytest.approx(out["train/grad_norm"], rel=1e-5)
+    assert float(unclipped) == pytest.approx(out["train/grad_norm"], rel=1e-5)
 
 
 def test_learning_rate_warms_up_holds_and_decays(tmp_path):
@@ -204,3 +204,27 @@ def test_data_factory_gets_the_rank_seed_and_finite_data_repeats(tmp_path):
         warnings.simplefilter("error")
         out = Trainer(Regressor(), factory, cfg(steps=3, seed=7), tmp_path).fit()
     assert seeds == [7] and out["step"] == 3
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from wmlab.train.precision import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="2 processes on this node but it has 1 GPU.*--nproc-per-node=1 or device=cpu"):
+        pick_device("cuda")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert pick_device("cuda") == torch.device("cuda", 0)
+
+
+def test_mp4_without_its_writer_names_the_package(tmp_path, monkeypatch):
+    from wmlab.config import MissingDependencyError
+    from wmlab.train.logger import write_mp4
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"clip\.mp4 needs the imageio-ffmpeg package"):
+        write_mp4(tmp_path / "clip.mp4", np.zeros((2, 8, 8, 3), np.uint8))
+    assert not (tmp_path / "clip.mp4").exists()

@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from wmlab.config import ConfigError, describe, parse_overrides
+from wmlab.config import ConfigError, MissingDependencyError, describe, parse_overrides
 
 USAGE = __doc__
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = command(argv[1:])
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, KeyError, MissingDependencyError) as e:
         # User errors: one line naming the bad value and the fix, no traceback (WMLAB_DEBUG=1 shows it).
         if os.environ.get("WMLAB_DEBUG"):
             raise

@@ -25,6 +25,10 @@ class ConfigError(ValueError):
     """A bad config key or value; the message names it and says how to fix it."""
 
 
+class MissingDependencyError(ImportError):
+    """An optional package a feature needs is not installed; the message gives the install command."""
+
+
 def parse_overrides(args: list[str]) -> dict[str, str]:
     """Turn ``["a.b=1", "c=x"]`` into ``{"a.b": "1", "c": "x"}``."""
     out: dict[str, str] = {}

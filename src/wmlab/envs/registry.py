@@ -19,15 +19,13 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from wmlab.config import MissingDependencyError  # noqa: F401  (raised here; re-exported by wmlab.envs)
+
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
 
 
 class UnknownEnvError(ValueError):
     """An env id that no suite defines."""
-
-
-class MissingDependencyError(ImportError):
-    """A suite's simulator package is not installed; the message gives the install command."""
 
 
 @dataclass

@@ -52,7 +52,7 @@ class EpisodeEvalConfig:
     every: int = _doc("online: evaluate every N env steps (0: only at the end); offline: every "
                       "trainer.eval_every updates", 10000)
     sample: bool = _doc("act with policy samples instead of the policy's mode", False)
-    videos: int = _doc("episodes saved as video per evaluation", 1)
+    videos: int = _doc("episodes saved as video per evaluation, with an open-loop prediction video (0 = no videos)", 1)
     seed: int = _doc("env seed of the first evaluation episode (training episodes use seeds below 10^8)",
                      100_000_000)
     table: str = _doc("results table to append to (default: results.csv in the run folder's parent)", "")
@@ -287,7 +287,7 @@ def _evaluate_now(trainer: Any, agent: Any, env: Any, cfg: DreamerJobConfig, env
             frames = [ep["image"] for ep in episodes[:cfg.eval.videos]]
             shortest = min(len(f) for f in frames)
             trainer.log_video("eval/policy", np.stack([f[:shortest] for f in frames]))
-        if store is not None:
+        if store is not None and cfg.eval.videos:
             video = _open_loop_video(agent, store)
             if video is not None:
                 trainer.log_video("eval/open_loop", video)

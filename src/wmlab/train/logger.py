@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmlab.config import ConfigError
+from wmlab.config import ConfigError, MissingDependencyError
 
 
 def _scalar(value: Any) -> float | None:
@@ -74,6 +74,11 @@ def write_mp4(path: str | Path, frames: Any, fps: int = 10) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
+    try:
+        import imageio_ffmpeg  # noqa: F401  (imageio's mp4 writer; without it imageio picks another plugin)
+    except ImportError:
+        raise MissingDependencyError(f"writing {path} needs the imageio-ffmpeg package; install it with "
+                                     f"`pip install imageio-ffmpeg`") from None
     video = as_video(frames, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimwrite(str(path), list(tile(video)), fps=fps, codec="libx264", macro_block_size=1,

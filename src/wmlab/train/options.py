@@ -27,7 +27,8 @@ class TrainerConfig:
     grad_clip: float = field(default=1000.0, metadata={"doc": "clip the global gradient norm to this (0 = no "
                                                                 "clipping; the norm is logged either way)"})
     precision: Literal["bf16", "fp32"] = field(default="bf16", metadata={
-        "doc": "bf16 autocast on CPU and GPU (3-4x faster than fp32 on AVX-512-BF16 CPUs) or plain fp32"})
+        "doc": "bf16 autocast on CPU and GPU (1.6-1.7x faster than fp32 on AVX-512-BF16 CPUs at paper size) or plain "
+               "fp32 (faster on a GPU for the built-in presets, whose small kernels leave it waiting on launches)"})
     device: str = field(default="auto", metadata={"doc": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"})
     seed: int = field(default=0, metadata={"doc": "seed for python/numpy/torch; rank r uses a derived seed"})
     grad_accum: int = field(default=1, metadata={"doc": "micro-batches summed into each update (gradients are "
@@ -39,7 +40,8 @@ class TrainerConfig:
     keep_checkpoints: int = field(default=3, metadata={"doc": "keep the newest K checkpoints (0 = keep all)"})
     compile: bool = field(default=False, metadata={
         "doc": "torch.compile the loss; the first step then takes long (16-18 s for a DreamerV3-size model on CPU); "
-               "pays off on GPU and for fp32 on CPU (about 1.4x), not for bf16 on CPU"})
+               "pays off for a world model in fp32 on CPU (about 1.4x); not for bf16 on CPU, and not for Dreamer "
+               "on an H100, where it recompiled past dynamo's limit and ran slower"})
     find_unused_parameters: bool = field(default=False, metadata={
         "doc": "DDP option for models whose loss leaves some parameters without gradient"})
     tensorboard: bool = field(default=True, metadata={"doc": "write TensorBoard events under run_dir/tb"})
