@@ -66,6 +66,25 @@ def test_bad_settings_fail_before_any_worker(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_metaworld_expert_solves_the_task_where_random_does_not(tmp_path):
+    from wmlab import api
+
+    out = api.collect(env="metaworld:reach", out=str(tmp_path / "demo"), episodes=2, policy="expert",
+                      expert_noise="0.1", max_steps=120, size="16,16", workers=1, progress=False)
+    assert out["episodes"] == 2
+    store = EpisodeStore(tmp_path / "demo")
+    assert all(store.meta(e)["success"] for e in store.ids())  # demonstrations, not noise
+    collect("metaworld:reach", tmp_path / "random", episodes=2, policy="random", max_steps=120, size=(16, 16),
+            progress=False)
+    rnd = EpisodeStore(tmp_path / "random")
+    assert not any(rnd.meta(e)["success"] for e in rnd.ids())
+    with pytest.raises(ValueError, match="scripted experts for metaworld:\\* envs only, not 'dmc:walker_walk'"):
+        collect("dmc:walker_walk", tmp_path / "x", episodes=1, policy="expert")
+    with pytest.raises(ValueError, match="expert_noise=0.1 applies to policy=expert only"):
+        api.collect(env="metaworld:reach", out=str(tmp_path / "x"), policy="sticky", expert_noise="0.1")
+    assert not (tmp_path / "x").exists()
+
+
 def test_sigkill_mid_collection_keeps_every_committed_episode(tmp_path):
     out = tmp_path / "store"
     settings = dict(episodes=8, max_steps=60, size=(16, 16), progress=False)

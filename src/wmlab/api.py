@@ -36,9 +36,12 @@ class CollectConfig:
     out: str = _doc("episode store to write (created if missing, appended to if present)", "data/collect")
     episodes: int = _doc("number of episodes", 10)
     workers: int = _doc("worker processes", 1)
-    policy: str = _doc("random | sticky (repeat the last action with probability sticky_prob)", "random")
+    policy: str = _doc("random | sticky (repeat the last action with probability sticky_prob) | expert "
+                       "(Meta-World's scripted policy for the task, metaworld:* envs)", "random")
     sticky_prob: float | None = _doc("policy=sticky only: probability of repeating the last action (none: 0.75)",
                                      None)
+    expert_noise: float | None = _doc("policy=expert only: std of Gaussian noise added to its actions (none: 0)",
+                                      None)
     max_steps: int | None = _doc("episode length cap in agent steps (after action repeat); none: the env's own",
                                  None)
     seed: int = _doc("seed of the first episode; episode i uses seed + i (for Procgen: the level)", 0)
@@ -63,6 +66,11 @@ def collect(**settings: Any) -> dict[str, Any]:
             raise ConfigError(f"sticky_prob={cfg.sticky_prob} applies to policy=sticky only, not "
                               f"policy={cfg.policy}; add policy=sticky or drop sticky_prob")
         policy_kwargs["prob"] = float(cfg.sticky_prob)
+    if cfg.expert_noise is not None:
+        if cfg.policy != "expert":
+            raise ConfigError(f"expert_noise={cfg.expert_noise} applies to policy=expert only, not "
+                              f"policy={cfg.policy}; add policy=expert or drop expert_noise")
+        policy_kwargs["noise"] = float(cfg.expert_noise)
     return run_collect(cfg.env, cfg.out, cfg.episodes, workers=cfg.workers, policy=cfg.policy,
                        max_steps=cfg.max_steps, seed=cfg.seed, size=cfg.size, action_repeat=cfg.action_repeat,
                        split=cfg.split, test_fraction=cfg.test_fraction, progress=cfg.progress,

@@ -111,7 +111,7 @@ def _worker(job: dict[str, Any], indices: list[int], counter: Any,
     try:
         for i in indices:
             seed = job["seed"] + i
-            policy = make_policy(job["policy"], env.action_space, seed, **job["policy_kwargs"])
+            policy = make_policy(job["policy"], env.action_space, seed, env_id=job["env"], **job["policy_kwargs"])
             episode = rollout(env, policy, seed, job["max_steps"])
             meta = {key: job[key] for key in _SAME}
             meta.update(split=_episode_split(job, seed), seed=seed, index=i, length=len(episode["reward"]),
@@ -186,7 +186,7 @@ def collect(env_id: str, out: str | Path, episodes: int, workers: int = 1, polic
         raise ValueError(f"split={split!r} and test_fraction={test_fraction} both given: test_fraction labels each "
                          f"episode train/test by its seed; drop split= (or set test_fraction=0)")
     make(env_id, size=(8, 8), **env_kwargs).close()  # fail fast on a bad id or setting, before any worker
-    check_policy(policy, **(policy_kwargs or {}))
+    check_policy(policy, env_id, **(policy_kwargs or {}))
     job = {"env": env_id, "out": str(out), "size": [int(size[0]), int(size[1])], "action_repeat": int(action_repeat),
            "seed": int(seed), "policy": policy, "max_steps": None if max_steps is None else int(max_steps),
            "split": split, "test_fraction": test_fraction, "env_kwargs": dict(env_kwargs),
