@@ -15,7 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from wmlab import envs  # noqa: E402
 from wmlab.envs import registry  # noqa: E402
-from wmlab.envs.wrappers import ActionRepeat, MujocoCamera, NormalizeAction, resize  # noqa: E402
+from wmlab.envs.wrappers import ActionRepeat, MujocoCamera, NormalizeAction, RenderedObservation, resize  # noqa: E402
 
 ALL = envs.list_envs()
 SIZE = (24, 32)  # non-square and not the default: every suite must render at any size
@@ -180,6 +180,52 @@ def test_action_repeat_and_normalisation():
     env = NormalizeAction(inner)
     env.step(np.array([0.0, 0.5]))
     assert np.allclose(inner.last, [5.0, 0.5]) and env.action_space.shape == (2,)
+
+
+class _Painter(RenderedObservation, gym.Env):
+    """Renders its step count as the image; ends at step ``end``; fails at step ``fail``."""
+    observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (2, 2, 3), np.uint8)})
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def __init__(self, end=100, fail=None):
+        self.t, self.renders, self.end, self.fail = 0, 0, end, fail
+
+    def render(self):
+        self.renders += 1
+        return np.full((2, 2, 3), self.t, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return {"image": self.frame()}, {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == self.fail:
+            raise RuntimeError("simulator failed")
+        return {"image": self.frame()}, 1.0, self.t >= self.end, False, {}
+
+
+def test_action_repeat_renders_only_the_frame_it_returns():
+    inner = _Painter(end=6)
+    env = ActionRepeat(inner, 4)
+    obs, reward, terminated, _, _ = env.step(np.zeros(1))
+    assert reward == 4.0 and inner.renders == 1 and (obs["image"] == 4).all() and not terminated
+    obs, reward, terminated, _, _ = env.step(np.zeros(1))  # ends on the 2nd repeat: that frame is rendered
+    assert terminated and reward == 2.0 and inner.renders == 2 and (obs["image"] == 6).all()
+    assert not inner.skip_frames and (env.reset()[0]["image"] == 0).all()
+    broken = ActionRepeat(_Painter(fail=2), 3)
+    with pytest.raises(RuntimeError):
+        broken.step(np.zeros(1))
+    assert not broken.env.skip_frames  # a failed step leaves the env rendering again
+    # A MuJoCo env under make(action_repeat=) gives the frames and rewards of stepping it by hand.
+    env = envs.make("dmc:cartpole_swingup", size=(16, 16), action_repeat=3)
+    ref = envs.make("dmc:cartpole_swingup", size=(16, 16))
+    assert (env.reset(seed=3)[0]["image"] == ref.reset(seed=3)[0]["image"]).all()
+    for a in np.linspace(-1, 1, 5, dtype=np.float32):
+        obs, reward, *_ = env.step(a[None])
+        total = sum(ref.step(a[None])[1] for _ in range(3))
+        assert np.isclose(reward, total) and (obs["image"] == ref.render()).all()
+    env.close(), ref.close()
 
 
 def test_resize_antialiases():

@@ -12,6 +12,7 @@ from torch import nn
 
 from wmlab.config import ConfigError
 from wmlab.train import Trainer, TrainerConfig
+from wmlab.train.checkpoint import find_last, read_state
 
 
 class Regressor(nn.Module):
@@ -69,6 +70,34 @@ def test_precision_policy(tmp_path, precision, dtype):
     Trainer(model, regression_data(), cfg(steps=2, precision=precision), tmp_path).fit()
     assert model.seen_dtype == dtype
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32 under autocast
+
+
+def _cpu_bf16(monkeypatch, native):
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+
+
+@pytest.mark.parametrize("native,dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, native, dtype):
+    _cpu_bf16(monkeypatch, native)
+    model = Regressor()
+    trainer = Trainer(model, regression_data(), cfg(steps=2, precision="auto", device="cpu", ckpt_every=2),
+                      tmp_path)
+    trainer.fit()
+    assert model.seen_dtype == dtype and trainer.precision == ("bf16" if native else "fp32")
+    state = read_state(find_last(tmp_path / "checkpoints"))
+    assert state["precision"] == trainer.precision and state["trainer"]["precision"] == "auto"
+
+
+def test_bf16_asked_for_without_native_bf16_warns(tmp_path, monkeypatch, caplog):
+    _cpu_bf16(monkeypatch, False)
+    with caplog.at_level("WARNING", logger="wmlab.train"):
+        Trainer(Regressor(), regression_data(), cfg(steps=1, precision="bf16", device="cpu"), tmp_path)
+    assert "no native bf16" in caplog.text and "precision=auto or fp32" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wmlab.train"):
+        Trainer(Regressor(), regression_data(), cfg(steps=1, precision="auto", device="cpu"), tmp_path / "b")
+    assert "native bf16" not in caplog.text
 
 
 def test_grad_clip_caps_the_norm(tmp_path):

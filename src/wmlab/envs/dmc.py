@@ -23,7 +23,7 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wmlab.envs.registry import suite  # noqa: E402
-from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
+from wmlab.envs.wrappers import MujocoCamera, RenderedObservation  # noqa: E402
 
 # Camera per domain where the default (0) is not the usual one for learning from pixels.
 CAMERAS = {"quadruped": 2}
@@ -69,7 +69,7 @@ def _load(domain: str, task: str, seed: int | None) -> Any:
     return dm_suite.load(domain, task, task_kwargs={"random": random})
 
 
-class DMCEnv(gym.Env):
+class DMCEnv(RenderedObservation, gym.Env):
     """One dm_control task with pixel and proprio observations."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -94,7 +94,7 @@ class DMCEnv(gym.Env):
 
     def _obs(self, time_step: Any) -> dict[str, np.ndarray]:
         proprio = np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in time_step.observation.values()])
-        return {"image": self.render(), "proprio": proprio}
+        return {"image": self.frame(), "proprio": proprio}
 
     def render(self) -> np.ndarray:
         if self._camera is None:

@@ -17,7 +17,7 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wmlab.envs.registry import suite  # noqa: E402
-from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
+from wmlab.envs.wrappers import MujocoCamera, RenderedObservation  # noqa: E402
 
 TASKS = {"microwave": "microwave", "kettle": "kettle", "burner": "bottom burner", "light": "light switch",
          "slide": "slide cabinet", "hinge": "hinge cabinet"}
@@ -31,7 +31,7 @@ def tasks() -> list[str]:
     return sorted(TASKS)
 
 
-class KitchenEnv(gym.Env):
+class KitchenEnv(RenderedObservation, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12}
 
     def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None):
@@ -54,7 +54,7 @@ class KitchenEnv(gym.Env):
         return self._camera.render(self._env.unwrapped.data)
 
     def _obs(self, obs: dict) -> dict[str, np.ndarray]:
-        return {"image": self.render(), "proprio": np.asarray(obs["observation"][:ROBOT_DIM], np.float32)}
+        return {"image": self.frame(), "proprio": np.asarray(obs["observation"][:ROBOT_DIM], np.float32)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)

@@ -20,7 +20,7 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wmlab.envs.registry import suite  # noqa: E402
-from wmlab.envs.wrappers import MujocoCamera  # noqa: E402
+from wmlab.envs.wrappers import MujocoCamera, RenderedObservation  # noqa: E402
 
 
 def tasks() -> list[str]:
@@ -29,7 +29,7 @@ def tasks() -> list[str]:
     return sorted(name.removesuffix("-v3") for name in MT50_V3)
 
 
-class MetaWorldEnv(gym.Env):
+class MetaWorldEnv(RenderedObservation, gym.Env):
     """One Meta-World task with pixel and state observations."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
@@ -62,7 +62,7 @@ class MetaWorldEnv(gym.Env):
         return self._camera.render(self._env.data)
 
     def _obs(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        return {"image": self.render(), "proprio": np.asarray(state, np.float32)}
+        return {"image": self.frame(), "proprio": np.asarray(state, np.float32)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         import mujoco

@@ -124,14 +124,14 @@ def make(env_id: str, size: tuple[int, int] = (64, 64), action_repeat: int = 1, 
     if time_limit is not None and int(time_limit) < 1:
         raise ValueError(f"time_limit must be >= 1 agent step or None, got {time_limit}")
     env = s.build(task, size=size, **kwargs)
+    if action_repeat > 1:  # innermost, so that only the frame of the last repeat is rendered (and resized)
+        env = wrappers.ActionRepeat(env, int(action_repeat))
     if env.observation_space["image"].shape[:2] != size:
         env = wrappers.ResizeImage(env, size)
     space = env.action_space
     if isinstance(space, gym.spaces.Box) and not ((space.low == -1).all() and (space.high == 1).all()
                                                   and space.dtype == np.float32):
         env = wrappers.NormalizeAction(env)
-    if action_repeat > 1:
-        env = wrappers.ActionRepeat(env, int(action_repeat))
     if time_limit is not None:
         env = gym.wrappers.TimeLimit(env, max_episode_steps=int(time_limit))
     if seed is not None:

@@ -22,8 +22,25 @@ def _close_cameras() -> None:
         camera.close()
 
 
+class RenderedObservation:
+    """Mixin for envs that render their ``image`` observation on every step: ``_obs`` takes it from
+    :meth:`frame`. While ``skip_frames`` is set (by :class:`ActionRepeat`, on the repeats whose observation
+    it throws away) the frame is not rendered and the image is blank."""
+
+    skip_frames = False
+
+    def frame(self) -> np.ndarray:
+        if self.skip_frames:
+            return np.zeros(self.observation_space["image"].shape, np.uint8)
+        return self.render()
+
+
 class ActionRepeat(gym.Wrapper):
-    """Repeat each action ``repeat`` times, summing rewards; stops early when the episode ends."""
+    """Repeat each action ``repeat`` times, summing rewards; stops early when the episode ends.
+
+    Directly around a :class:`RenderedObservation` env (as :func:`wmlab.envs.make` puts it) only the frame
+    it returns is rendered: a repeat of 4 renders once per agent step, not 4 times.
+    """
 
     def __init__(self, env: gym.Env, repeat: int):
         super().__init__(env)
@@ -31,11 +48,21 @@ class ActionRepeat(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         total = 0.0
-        for _ in range(self.repeat):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
-            if terminated or truncated:
-                break
+        skips = isinstance(self.env, RenderedObservation)
+        try:
+            for i in range(self.repeat):
+                if skips:
+                    self.env.skip_frames = i < self.repeat - 1
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                total += float(reward)
+                if terminated or truncated:
+                    break
+            if skips and self.env.skip_frames:  # ended before the last repeat: render the frame it skipped
+                self.env.skip_frames = False
+                obs = {**obs, "image": self.env.render()}
+        finally:
+            if skips:
+                self.env.skip_frames = False
         return obs, total, terminated, truncated, info
 
 

@@ -26,9 +26,11 @@ class TrainerConfig:
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"doc": "AdamW moment decay rates"})
     grad_clip: float = field(default=1000.0, metadata={"doc": "clip the global gradient norm to this (0 = no "
                                                                 "clipping; the norm is logged either way)"})
-    precision: Literal["bf16", "fp32"] = field(default="bf16", metadata={
-        "doc": "bf16 autocast on CPU and GPU (1.6-1.7x faster than fp32 on AVX-512-BF16 CPUs at paper size) or plain "
-               "fp32 (faster on a GPU for the built-in presets, whose small kernels leave it waiting on launches)"})
+    precision: Literal["auto", "bf16", "fp32"] = field(default="auto", metadata={
+        "doc": "auto: bf16 where the hardware has it natively (GPUs with bf16, CPUs with AVX-512 BF16 or AMX), "
+               "else fp32; bf16: autocast on CPU and GPU (1.6-1.7x faster than fp32 on AVX-512-BF16 CPUs at paper "
+               "size, about 10x slower on AVX2-only CPUs, which emulate it); fp32 (also faster on a GPU for the "
+               "built-in presets, whose small kernels leave it waiting on launches)"})
     device: str = field(default="auto", metadata={"doc": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"})
     seed: int = field(default=0, metadata={"doc": "seed for python/numpy/torch; rank r uses a derived seed"})
     grad_accum: int = field(default=1, metadata={"doc": "micro-batches summed into each update (gradients are "
@@ -63,6 +65,6 @@ class TrainerConfig:
             raise ConfigError(f"trainer grad_clip={self.grad_clip} must be >= 0 (0 disables clipping)")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"trainer betas={self.betas} must be two numbers in [0, 1)")
-        if self.precision not in ("bf16", "fp32"):
-            raise ConfigError(f"trainer precision={self.precision!r} must be bf16 or fp32")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"trainer precision={self.precision!r} must be auto, bf16 or fp32")
         return self

@@ -29,7 +29,7 @@ from wmlab.train import checkpoint as ckpt
 from wmlab.train import distributed as dd
 from wmlab.train.logger import RunLogger
 from wmlab.train.options import TrainerConfig
-from wmlab.train.precision import autocast, pick_device
+from wmlab.train.precision import autocast, native_bf16, pick_device, resolve_precision
 
 log = logging.getLogger("wmlab.train")
 
@@ -92,8 +92,12 @@ class Trainer:
         self.evaluators = list(evaluators)
         self.model_config = model_config
         self.device = pick_device(self.config.device)
+        self.precision = resolve_precision(self.config.precision, self.device)  # what autocast runs: bf16 | fp32
         self.dist = dd.init_distributed(self.device)
         self.is_main = self.dist.is_main
+        if self.is_main and self.precision == "bf16" and not native_bf16(self.device):
+            log.warning("trainer.precision=bf16 on %s, which has no native bf16 (bf16 matmuls are emulated there, "
+                        "about 10x slower); use trainer.precision=auto or fp32", self.device)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.step = 0
         self.skipped_steps = 0
@@ -170,7 +174,8 @@ class Trainer:
         path = None
         if self.is_main:
             state = {"config": ckpt.config_dict(self.model_config), "config_hash": ckpt.config_hash(self.model_config),
-                     "trainer": ckpt.config_dict(self.config), "world_size": self.dist.world_size,
+                     "trainer": ckpt.config_dict(self.config), "precision": self.precision,
+                     "world_size": self.dist.world_size,
                      "skipped_steps": self.skipped_steps, "metrics": self.last_metrics,
                      "rng": [g["rng"] for g in gathered], "data": [g["data"] for g in gathered]}
             path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.model, self.optimizer, state,
@@ -219,7 +224,7 @@ class Trainer:
             # DDP averages gradients during backward; skip that on all but the last micro-batch.
             sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.module.no_sync()
             with sync:
-                with autocast(self.device, c.precision):
+                with autocast(self.device, self.precision):
                     loss, metrics = self.module(batch)
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise ValueError(f"{type(self.model).__name__}.loss must return a scalar tensor first, got "
