@@ -2,7 +2,7 @@
 
 1. Collects sticky-random episodes from a built-in environment into ``<run_dir>/data`` (a train split and a
    held-out test split with other seeds).
-2. Trains a small RSSM world model on the train split (bf16 on CPU).
+2. Trains a small RSSM world model on the train split (bf16 where the CPU has it natively, else fp32).
 3. Predicts 45 frames open loop from 5 context frames on held-out windows and writes
    ``<run_dir>/report.html``: real vs predicted video, PSNR and SSIM per step against the copy-last-frame
    baseline, and loss curves.
@@ -34,7 +34,7 @@ class QuickstartConfig:
     action_repeat: int = _doc("env steps per agent step", 4)
     policy: str = _doc("collection policy", "random")
     workers: int = _doc("collection worker processes", 2)
-    steps: int = _doc("world-model training steps", 500)
+    steps: int = _doc("world-model training steps", 350)
     preset: str = _doc("world_model job preset the run starts from", "quickstart")
     context: int = _doc("frames observed before open-loop prediction", 5)
     horizon: int = _doc("frames predicted open loop", 45)

@@ -209,7 +209,7 @@ def _presets() -> dict[str, dict[str, Any]]:
                   "eval": {"context": 3, "horizon": 8, "windows": 4, "samples": 2}},
         # What `wmlab quickstart` trains: learns cartpole's dynamics in a few minutes on 2 CPU cores.
         "quickstart": {"batch_size": 16, "length": 32, "model": MODEL["small"],
-                       "trainer": {"lr": 3e-4, "log_every": 25, "ckpt_every": 250, "eval_every": 250}},
+                       "trainer": {"lr": 3e-4, "log_every": 25, "ckpt_every": 175, "eval_every": 175}},
         "small": {"model": MODEL["small"]},
         "paper": {"model": MODEL["paper"]},
     }
