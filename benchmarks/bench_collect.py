@@ -9,6 +9,9 @@ For dmc:walker_walk, metaworld:drawer-open and procgen:coinrun:
 
     python benchmarks/bench_collect.py            # full
     python benchmarks/bench_collect.py --quick    # tiny, proves the script runs
+    python benchmarks/bench_collect.py --envs dmc:walker_walk --action-repeat 2   # as Dreamer collects DMC
+
+With ``--action-repeat N`` each agent step is N env steps and one rendered frame; rates count agent steps.
 
 Prints a markdown table and writes JSON to benchmarks/results/collect.json (``--quick``: collect_quick.json).
 """
@@ -30,11 +33,11 @@ HERE = Path(__file__).resolve().parent
 ENVS = ["dmc:walker_walk", "metaworld:drawer-open", "procgen:coinrun"]
 
 
-def env_loop(env_id: str, steps: int) -> dict:
-    """Steps/s of one env in this process: simulation and 64×64 rendering, no storage."""
+def env_loop(env_id: str, steps: int, repeat: int = 1) -> dict:
+    """Agent steps/s of one env in this process: simulation and 64×64 rendering, no storage."""
     from wmlab.envs import make
 
-    env = make(env_id, size=(64, 64))
+    env = make(env_id, size=(64, 64), action_repeat=repeat)
     env.action_space.seed(0)
     env.reset(seed=0)
     env.step(env.action_space.sample())  # the first render builds the GL context: not part of the rate
@@ -45,41 +48,46 @@ def env_loop(env_id: str, steps: int) -> dict:
             env.reset()
     seconds = time.perf_counter() - t0
     env.close()
-    return {"env": env_id, "mode": "env loop", "workers": 0, "steps": steps, "seconds": round(seconds, 2),
-            "steps_per_s": round(steps / seconds, 1)}
+    return {"env": env_id, "mode": "env loop", "workers": 0, "action_repeat": repeat, "steps": steps,
+            "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 1)}
 
 
-def collect_rate(env_id: str, episodes: int, max_steps: int, workers: int) -> dict:
+def collect_rate(env_id: str, episodes: int, max_steps: int, workers: int, repeat: int = 1) -> dict:
     from wmlab.envs.collect import collect
 
     root = Path(tempfile.mkdtemp(prefix="wmlab-bench-collect-"))
     try:
         summary = collect(env_id, root / "store", episodes=episodes, workers=workers, max_steps=max_steps,
-                          size=(64, 64), progress=False)
+                          size=(64, 64), action_repeat=repeat, progress=False)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"env": env_id, "mode": f"collect, {workers} worker{'s' if workers > 1 else ''}", "workers": workers,
-            "steps": summary["steps"], "seconds": summary["seconds"], "steps_per_s": summary["steps_per_s"]}
+            "action_repeat": repeat, "steps": summary["steps"], "seconds": summary["seconds"], "steps_per_s": summary["steps_per_s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated env ids")
+    parser.add_argument("--action-repeat", type=int, default=1,
+                        help="env steps per agent step (steps and rates below count agent steps, one frame each)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/collect[_quick].json)")
     args = parser.parse_args()
     loop_steps, episode_steps = (30, 20) if args.quick else (1000, 250)
     rows = []
-    for env_id in ENVS:
-        rows.append(env_loop(env_id, loop_steps))
+    repeat = args.action_repeat
+    for env_id in args.envs.split(","):
+        rows.append(env_loop(env_id, loop_steps, repeat))
         print(rows[-1], flush=True)
         for workers in [int(w) for w in args.workers.split(",")]:
             episodes = 2 if args.quick else 4 * workers
-            rows.append(collect_rate(env_id, episodes, episode_steps, workers))
+            rows.append(collect_rate(env_id, episodes, episode_steps, workers, repeat))
             print(rows[-1], flush=True)
-    print("\n| env | mode | env steps | seconds | env steps/s |\n|---|---|---:|---:|---:|")
+    print("\n| env | mode | action repeat | agent steps | seconds | agent steps/s |\n|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['env']} | {r['mode']} | {r['steps']} | {r['seconds']:.1f} | {r['steps_per_s']:.0f} |")
+        print(f"| {r['env']} | {r['mode']} | {r['action_repeat']} | {r['steps']} | {r['seconds']:.1f} | "
+              f"{r['steps_per_s']:.0f} |")
     out = Path(args.out or HERE / "results" / ("collect_quick.json" if args.quick else "collect.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"quick": args.quick, "image": [64, 64], "machine": platform.processor()

@@ -71,8 +71,8 @@ def native_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bf16 matmuls in hardware: a CUDA GPU that supports bf16, or a CPU with
     AVX-512 BF16 or AMX. Apple MPS counts as not native (not measured here)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # pre-Ampere GPUs emulate bf16, and torch counts that unless told not to
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in _CPU_BF16_PROBES)
     return False
