@@ -62,7 +62,8 @@ def collect_rate(env_id: str, episodes: int, max_steps: int, workers: int, repea
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"env": env_id, "mode": f"collect, {workers} worker{'s' if workers > 1 else ''}", "workers": workers,
-            "action_repeat": repeat, "steps": summary["steps"], "seconds": summary["seconds"], "steps_per_s": summary["steps_per_s"]}
+            "action_repeat": repeat, "steps": summary["steps"], "seconds": summary["seconds"],
+            "steps_per_s": summary["steps_per_s"]}
 
 
 def main() -> None:

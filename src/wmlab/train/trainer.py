@@ -291,7 +291,8 @@ class Trainer:
         if c.progress and self.is_main and self.step < until:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=c.steps, initial=self.step, desc=self.run_dir.name, dynamic_ncols=True)
+            bar = tqdm(total=c.steps, initial=self.step, desc=f"{self.run_dir.name} ({self.precision})",
+                       dynamic_ncols=True)
         window: dict[str, torch.Tensor] = {}
         counted, steps, busy = 0, 0, 0.0  # busy: seconds inside train_step (evaluation and saving excluded)
         try:
