@@ -97,7 +97,7 @@ class Trainer:
         self.is_main = self.dist.is_main
         if self.is_main and self.precision == "bf16" and not native_bf16(self.device):
             log.warning("trainer.precision=bf16 on %s, which has no native bf16 (bf16 matmuls are emulated there, "
-                        "about 10x slower); use trainer.precision=auto or fp32", self.device)
+                        "10-20x slower); use trainer.precision=auto or fp32", self.device)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.step = 0
         self.skipped_steps = 0
