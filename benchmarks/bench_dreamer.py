@@ -29,9 +29,13 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import device_name, synthetic_batch, sync  # noqa: E402
-
-MODES = {"fp32": None, "bf16": torch.bfloat16}
+from bench_world_model import (  # noqa: E402
+    add_modes_argument,
+    device_name,
+    selected_modes,
+    synthetic_batch,
+    sync,
+)
 
 
 def build(preset: str, size: int, device: torch.device) -> Any:
@@ -106,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--presets", default="small,paper")
-    parser.add_argument("--modes", default="fp32,bf16")
+    add_modes_argument(parser)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd steps")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "dreamer.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    modes = selected_modes(parser, args.modes)
     quick = args.quick
     b, t = (2, 8) if quick else (16, 64)
     steps = args.steps or (1 if quick else 3)
@@ -125,8 +130,7 @@ def main() -> None:
         agent, opt = build(preset, 64, device)
         params = {"world_model": sum(p.numel() for p in agent.wm.parameters()),
                   "actor_critic": sum(p.numel() for p in agent.task.parameters() if p.requires_grad)}
-        for mode in args.modes.split(","):
-            dtype = MODES[mode]
+        for mode, dtype in modes.items():
             for compiled in ([False, True] if args.compile else [False]):
                 step = make_step(agent, opt, batch, dtype, compiled)
                 t0 = time.perf_counter()

@@ -28,9 +28,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import cpu_name, make_step  # noqa: E402
+from bench_world_model import add_modes_argument, cpu_name, make_step, selected_modes  # noqa: E402
 
-MODES = {"fp32": None, "bf16": torch.bfloat16}
 SPEC = {"image": (64, 64, 3), "action_discrete": True, "num_actions": 15}
 
 
@@ -62,8 +61,10 @@ def main() -> None:
     parser.add_argument("--gen-steps", default="25,8,4")
     parser.add_argument("--repeats", type=int, default=3, help="timed updates per stage and precision")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per play setting")
+    add_modes_argument(parser)
     parser.add_argument("--out", default=str(HERE / "results" / "genie.json"))
     args = parser.parse_args()
+    modes = selected_modes(parser, args.modes)
     from wmlab.models.genie import GenieStream, count_parameters
 
     presets = ["debug"] if args.quick else args.presets.split(",")
@@ -82,7 +83,7 @@ def main() -> None:
             model.set_stage(stage)
             model.train()
             opt = torch.optim.AdamW([p for p in model.parts()[stage].parameters()], lr=1e-4, fused=True)
-            for mode, dtype in MODES.items():
+            for mode, dtype in modes.items():
                 sec = timed(make_step(model, opt, batch, dtype), repeats)
                 train_rows.append({"preset": preset, "stage": stage, "mode": mode, "batch": b, "length": t,
                                    "s_per_step": sec, "frames_per_s": b * t / sec})
@@ -90,7 +91,7 @@ def main() -> None:
         model.eval()
         frame = batch["image"][:1, :1]
         for steps in [int(s) for s in args.gen_steps.split(",")]:
-            for mode, dtype in MODES.items():
+            for mode, dtype in modes.items():
                 stream = GenieStream(model, steps, 1.0, torch.Generator().manual_seed(0))
                 n = 3 if args.quick else args.frames
                 with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):

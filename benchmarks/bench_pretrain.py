@@ -23,9 +23,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import cpu_name  # noqa: E402
+from bench_world_model import add_modes_argument, cpu_name, selected_modes  # noqa: E402
 
-MODES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def main() -> None:
@@ -34,8 +33,10 @@ def main() -> None:
     parser.add_argument("--preset", default="dreamerv2")
     parser.add_argument("--methods", default="apv,contextwm,prelar")
     parser.add_argument("--steps", type=int, default=None)
+    add_modes_argument(parser)
     parser.add_argument("--out", default=str(HERE / "results" / "pretrain.json"))
     args = parser.parse_args()
+    modes = selected_modes(parser, args.modes)
 
     from wmlab import config as C
     from wmlab.jobs.methods import phase
@@ -59,7 +60,7 @@ def main() -> None:
         model = WorldModel(cfg.model, spec)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         params = sum(p.numel() for p in model.parameters())
-        for mode, dtype in MODES.items():
+        for mode, dtype in modes.items():
             def step() -> None:
                 with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                     loss, _ = model.loss(batch)

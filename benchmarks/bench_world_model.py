@@ -30,6 +30,22 @@ HERE = Path(__file__).resolve().parent
 MODES = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def add_modes_argument(parser: argparse.ArgumentParser) -> None:
+    """``--modes``: the precisions a benchmark times (every script here takes it)."""
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="precisions to time, comma-separated (fp32 first; on CPUs without AVX-512 BF16 or AMX "
+                             "bf16 is emulated and 10-20x slower)")
+
+
+def selected_modes(parser: argparse.ArgumentParser, text: str) -> dict[str, torch.dtype | None]:
+    """``{name: autocast dtype or None}`` of ``--modes``; an unknown name is a usage error."""
+    names = [m for m in text.split(",") if m]
+    unknown = sorted(set(names) - set(MODES))
+    if unknown or not names:
+        parser.error(f"--modes: unknown precision {', '.join(unknown) or '(none)'}; use {', '.join(MODES)}")
+    return {name: MODES[name] for name in names}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -116,8 +132,7 @@ def main() -> None:
     parser.add_argument("--matmul", type=int, default=None,
                         help="side of the peak matmul (default 4096; quick 1024)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--modes", default="fp32,bf16",
-                        help="precisions to time (fp32 first: the speed-up is bf16 over fp32)")
+    add_modes_argument(parser)
     parser.add_argument("--out", default=str(HERE / "results" / "world_model.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -133,10 +148,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    unknown = sorted(set(args.modes.split(",")) - set(MODES))
-    if unknown:
-        parser.error(f"--modes: unknown precision {', '.join(unknown)}; use {', '.join(MODES)}")
-    modes = {name: MODES[name] for name in args.modes.split(",")}
+    modes = selected_modes(parser, args.modes)
     peaks = {name: matmul_peak(side, dtype or torch.float32, device=device) for name, dtype in modes.items()}
     torch.manual_seed(0)
     spec = {"image": (args.size, args.size, 3), "action_dim": 6, "action_discrete": False,
