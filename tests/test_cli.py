@@ -75,6 +75,24 @@ def test_train_eval_resume(tmp_path, capsys):
     assert html.count("data:image/gif;base64") == 2 and "PSNR copy-last" in html and "Training losses" in html
 
 
+def test_unsplit_training_data_beside_a_test_split(tmp_path, capsys):
+    """The README's flow: collect without a split, then a test split; train uses all but the test episodes."""
+    data = moving_square_store(tmp_path / "store", episodes=6)
+    store = EpisodeStore(data, mode="a")
+    unsplit = moving_square_store(tmp_path / "plain", episodes=3)
+    plain = EpisodeStore(unsplit)
+    for eid in plain.ids():
+        store.add(plain.load(eid), {})  # no split
+    store.remove(store.ids(split="train"))
+    assert store.splits() == {"test": 2, None: 3}
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "world_model", "preset=debug", f"data={data}", f"run_dir={run}",
+                           "trainer.steps=2", "trainer.eval_every=0", capsys=capsys)
+    assert code == 0, err
+    code, out, err = run_cli("eval", str(run), capsys=capsys)
+    assert code == 0 and json.loads(out)["eval split"] == "test", err
+
+
 def test_user_errors_are_one_line(tmp_path, capsys):
     code, _, err = run_cli("train", "world_model", "preset=debug", "model.rssm.detr=3",
                            f"run_dir={tmp_path / 'r1'}", capsys=capsys)

@@ -10,6 +10,7 @@ import torch
 
 from wmlab.data import EpisodeStore, make_flags, make_loader
 from wmlab.data.loader import NoWindowsError
+from wmlab.data.store import Excluding, selects
 
 LENGTHS = (30, 5, 50, 12)  # the 5-step episode is too short for the windows below
 
@@ -113,6 +114,19 @@ def test_split_and_refresh_pick_the_right_episodes(store: EpisodeStore) -> None:
     store.add(episode(4, 400))  # written after the loader started (another writer)
     seen = torch.cat([next(it)["step_id"] // 1000 for _ in range(3)])
     assert (seen == 4).float().mean() > 0.5  # 361 of 372 starts are in the new episode
+
+
+def test_excluding_a_split_keeps_unsplit_episodes(tmp_path: Path) -> None:
+    store = EpisodeStore(tmp_path / "mixed", "a")
+    for i, split in enumerate([None, None, "test", "val"]):
+        store.add(episode(i, 30), {"split": split} if split else {})
+    assert store.ids(Excluding("test")) == [store.ids()[i] for i in (0, 1, 3)]
+    assert repr(Excluding("test")) == "not 'test'" and selects(Excluding("test"), None)
+    assert not selects(Excluding("test"), "test") and selects(None, "test") and not selects("train", None)
+    # Through a worker process (the selector is pickled with the dataset): never a window of the test episode.
+    loader = make_loader(store, batch_size=64, length=10, keys=["step_id"], split=Excluding("test"), workers=1)
+    seen = set((next(iter(loader))["step_id"][:, 0] // 1000).tolist())
+    assert seen <= {0, 1, 3} and len(seen) == 3
 
 
 def test_dataset_pickles_for_spawned_workers(store: EpisodeStore) -> None:

@@ -16,6 +16,7 @@ import shutil
 import time
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
@@ -30,6 +31,28 @@ if TYPE_CHECKING:
     from wmlab.data.writer import EpisodeWriter
 
 __all__ = ["EpisodeStore", "StoreError", "CorruptFileError", "StoreNotFoundError"]
+
+
+@dataclass(frozen=True)
+class Excluding:
+    """A split selector for :meth:`EpisodeStore.ids` (and the loaders): every episode whose split is not
+    ``split``, unsplit episodes included, e.g. the training data of a store collected without a split
+    beside a held-out ``test`` split."""
+
+    split: str
+
+    def __repr__(self) -> str:
+        return f"not {self.split!r}"
+
+
+def selects(selector: str | Excluding | None, split: str | None) -> bool:
+    """Whether ``selector`` (a split name, :class:`Excluding`, or None for every episode) picks episodes of
+    ``split``."""
+    if selector is None:
+        return True
+    if isinstance(selector, Excluding):
+        return split != selector.split
+    return split == selector
 
 
 class EpisodeStore:
@@ -187,11 +210,12 @@ class EpisodeStore:
         spec["image"] = tuple(spec["image"])
         return spec
 
-    def ids(self, split: str | None = None) -> list[str]:
-        """Episode ids in creation order; ``split`` keeps those whose metadata has that "split"."""
+    def ids(self, split: str | Excluding | None = None) -> list[str]:
+        """Episode ids in creation order; ``split`` keeps those whose metadata has that "split"
+        (:class:`Excluding`: those that have any other split, or none)."""
         if split is None:
             return list(self._ids)
-        return [e for e in self._ids if self._splits[e] == split]
+        return [e for e in self._ids if selects(split, self._splits[e])]
 
     def splits(self) -> dict[str | None, int]:
         """Number of episodes per split (``None``: no split given)."""

@@ -67,8 +67,8 @@ class GenieJobConfig:
     guided: bool = _doc("condition the dynamics on the data's real actions (no latent action model)", False)
     init: str | None = _doc("another Genie run whose trained parts this run starts from (e.g. its tokenizer)",
                             None)
-    train_split: str | None = _doc("train on episodes of this split (none: 'train' when the store has splits)",
-                                   None)
+    train_split: str | None = _doc("train on episodes of this split (none: 'train' when the store has one, else "
+                                   "every episode not in eval.split)", None)
     batch_size: int = _doc("clips per batch", 8)
     length: int | None = _doc("frames per training clip (none: model.max_frames)", None)
     workers: int = _doc("DataLoader worker processes", 0)
@@ -306,13 +306,14 @@ def evaluate_model(model: Any, store: Any, ecfg: GenieEvalConfig, delta: bool = 
 
 def _check_heldout(cfg: GenieJobConfig, store: Any, split: str) -> None:
     """Genie is scored only on episodes it never trained on."""
+    from wmlab.data.store import selects
     from wmlab.jobs.world_model import _train_split
 
     if not store.ids(split=split):
         raise ValueError(f"store {cfg.data} has no {split!r} episodes to evaluate on; collect a held-out split "
                          f"(`wmlab collect ... test_fraction=0.1`): Genie is never scored on its training data")
     trained_on = cfg.train_split or _train_split(store, cfg.eval.split)
-    if trained_on is None or trained_on == split:
+    if selects(trained_on, split):
         raise ValueError(f"eval split {split!r} is the data this run trained on; evaluate on the held-out split "
                          f"(eval split=test)")
 

@@ -43,8 +43,8 @@ class EvalConfig:
 class WorldModelJobConfig:
     data: str = _doc("episode store to train on", "")
     run_dir: str = _doc("run folder; the same folder again resumes", "runs/world_model")
-    train_split: str | None = _doc("train on episodes of this split (none: every episode not in eval.split)",
-                                   None)
+    train_split: str | None = _doc("train on episodes of this split (none: 'train' when the store has one, else "
+                                   "every episode not in eval.split)", None)
     batch_size: int = _doc("windows per batch", 16)
     length: int = _doc("steps per window", 64)
     workers: int = _doc("DataLoader worker processes", 0)
@@ -111,14 +111,17 @@ def run(cfg: WorldModelJobConfig) -> dict[str, Any]:
         return trainer.fit()
 
 
-def _train_split(store: Any, eval_split: str) -> str | None:
-    """Train on 'train' episodes when the store has splits, so the held-out split stays unseen."""
-    splits = {store.meta(e).get("split") for e in store.ids()}
+def _train_split(store: Any, eval_split: str) -> Any:
+    """What a run trains on when ``train_split`` is not given: the 'train' split when the store has one,
+    else every episode outside the held-out ``eval_split`` (unsplit ones included), so that split stays
+    unseen; ``None`` (every episode) when the store has neither."""
+    from wmlab.data.store import Excluding
+
+    splits = set(store.splits())
     if "train" in splits:
         return "train"
     if eval_split in splits:
-        raise ValueError(f"store {store.root} mixes {eval_split!r} episodes with unsplit ones; "
-                         f"set train_split= explicitly")
+        return Excluding(eval_split)
     return None
 
 
