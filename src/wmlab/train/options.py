@@ -65,6 +65,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer grad_clip={self.grad_clip} must be >= 0 (0 disables clipping)")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"trainer betas={self.betas} must be two numbers in [0, 1)")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"trainer precision={self.precision!r} must be auto, bf16 or fp32")
+        from wmlab.train.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"trainer precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
         return self
