@@ -89,6 +89,13 @@ class StepLinear:
     def __call__(self, x: Tensor) -> Tensor:  # [B,in] -> [B,out]
         if not self.taped:
             return self.linear(x)
-        with torch.autocast(x.device.type, enabled=False):
-            y = _TapedMatmul.apply(x.to(self.dtype), self.weight, self.tape)
-            return y if self.bias is None else y + self.bias.to(self.dtype)
+        return _taped_linear(x, self.weight, self.bias, self.tape, self.dtype)
+
+
+# Under torch.compile the taped steps run eagerly: the tape grows by one entry per step, which dynamo would
+# otherwise guard on and recompile for at every step until it hits its recompile limit.
+@torch.compiler.disable
+def _taped_linear(x: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape, dtype: torch.dtype) -> Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        y = _TapedMatmul.apply(x.to(dtype), weight, tape)
+        return y if bias is None else y + bias.to(dtype)
