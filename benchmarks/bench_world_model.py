@@ -47,13 +47,28 @@ def selected_modes(parser: argparse.ArgumentParser, text: str) -> dict[str, torc
 
 
 def cpu_name() -> str:
+    """The CPU's model name with its family/model numbers and bf16 units, e.g.
+    ``AMD EPYC (family 25 model 17; AVX-512 BF16)``: cloud CPUs often report only a vendor line, and
+    whether bf16 is native decides which precision is fast."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model", "flags") and key not in fields:
+                fields[key] = value.strip()
+            if len(fields) == 4:
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    name = fields.get("model name") or platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
+    units = [label for flag, label in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX")) if flag in flags]
+    if not units and "avx2" in flags:
+        units = ["AVX2, no native bf16"]
+    ident = f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
+    extra = "; ".join(x for x in (ident, ", ".join(units)) if x)
+    return f"{name} ({extra})" if extra else name
 
 
 def sync(device: torch.device) -> None:
