@@ -322,3 +322,38 @@ def test_actor_learns_to_maximise_a_registered_reward(one_thread, grad):
         agent.after_update()
     assert policy_error() < 0.5 * before and policy_error() < 0.1
     assert np.mean(returns[-10:]) > np.mean(returns[:10]) + 0.3
+
+
+def test_compiled_update_traces_once_and_trains(tmp_path, one_thread, monkeypatch):
+    """trainer.compile=true compiles the whole Dreamer update, and no later update recompiles: the taped
+    observe-loop linears (whose tape grows one entry per step) run outside the graphs, and no cache fills in
+    between that dynamo would guard on."""
+    from torch._dynamo.testing import CompileCounter
+
+    from wmlab.train import Trainer, TrainerConfig
+
+    torch._dynamo.reset()
+    counter = CompileCounter()  # dynamo's tracing without inductor's C compile
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: real_compile(module, backend=counter))
+
+    def batches():
+        seed = 0
+        while True:
+            yield batch_for(SPEC, seed=seed)
+            seed += 1
+
+    agent = agent_for(SPEC)
+    before = [p.detach().clone() for p in agent.wm.parameters()]
+    config = TrainerConfig(steps=1, lr=1e-3, precision="fp32", compile=True, ckpt_every=0, progress=False,
+                           tensorboard=False)
+    trainer = Trainer(agent, batches(), config, tmp_path, optimizer_groups=agent.optimizer_groups())
+    first = trainer.fit()
+    graphs = counter.frame_count
+    trainer.config.steps = 4
+    last = trainer.fit()
+    torch._dynamo.reset()
+    assert graphs > 0, "the update was not compiled"
+    assert counter.frame_count == graphs, f"recompiled: {graphs} graphs after update 1, {counter.frame_count} after 4"
+    assert last["step"] == 4 and np.isfinite([first["train/loss"], last["train/loss"]]).all()
+    assert all(not torch.equal(b, p) for b, p in zip(before, agent.wm.parameters()))

@@ -51,13 +51,11 @@ class TwoHot:
         self.num_bins = num_bins
         self.low = low
         self.high = high
-        self._bins: dict[torch.device, Tensor] = {}
 
     def bins(self, device: torch.device) -> Tensor:
-        """Bin centres in symlog space, float32 ``[N]``."""
-        if device not in self._bins:
-            self._bins[device] = torch.linspace(self.low, self.high, self.num_bins, device=device)
-        return self._bins[device]
+        """Bin centres in symlog space, float32 ``[N]``. Made on each call (a few hundred values): a cache
+        keyed by device would make ``torch.compile`` recompile once it fills."""
+        return torch.linspace(self.low, self.high, self.num_bins, device=device)
 
     def encode(self, x: Tensor) -> Tensor:
         """Scalars ``[...]`` → two-hot targets ``[..., N]`` (float32; values outside the range clip)."""
