@@ -108,8 +108,17 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     run = tmp_path / "r3"
     assert run_cli("train", "world_model", "preset=debug", f"data={data}", f"run_dir={run}", "trainer.steps=2",
                    capsys=capsys)[0] == 0
+    # A resume without preset= keeps the saved one: the original command (preset=debug) still resumes.
+    assert run_cli("train", "world_model", f"run_dir={run}", "trainer.steps=3", capsys=capsys)[0] == 0
+    assert json.loads((run / "run.json").read_text())["preset"] == "debug"
+    assert run_cli("train", "world_model", "preset=debug", f"data={data}", f"run_dir={run}", "trainer.steps=4",
+                   capsys=capsys)[0] == 0
     code, _, err = run_cli("train", "world_model", "preset=small", f"run_dir={run}", capsys=capsys)
     assert code == 2 and "preset cannot change" in err
+    # data export writes Dreamer-style .npz episode folders unless told another format.
+    code, out, err = run_cli("data", "export", str(data), f"out={tmp_path / 'npz'}", capsys=capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "npz").glob("*.npz"))) == 3
 
 
 def test_data_commands(tmp_path, capsys):

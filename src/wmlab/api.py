@@ -94,6 +94,7 @@ def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> t
             raise ConfigError(f"{run_dir} was started with preset={info.get('preset')}; a preset cannot change "
                               f"on resume (choose a new run_dir= for preset={preset})")
         cfg = C.apply(C.load(job.config_cls, saved), overrides)
+        preset = info.get("preset")  # a resume without preset= keeps the one the run started with
     else:
         cfg = C.resolve(job.config_cls(), job.presets, preset, {})
         method = overrides.get("method", getattr(cfg, "method", None))
@@ -181,7 +182,7 @@ def data_import(src: str, out: str, format: str | None = None, size: Any = None,
     return {"out": str(out), "episodes": len(store), "steps": store.num_steps}
 
 
-def data_export(data: str, out: str, format: str = "npz", **options: Any) -> dict[str, Any]:
+def data_export(data: str, out: str, format: str = "dreamer", **options: Any) -> dict[str, Any]:
     from wmlab.data.formats import export_data
     from wmlab.data.store import EpisodeStore
 

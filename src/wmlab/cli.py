@@ -8,7 +8,7 @@ lists its keys with their defaults and meaning.
     wmlab eval runs/walker
     wmlab data info data/walker
     wmlab data import src=videos/ out=data/videos size=64,64
-    wmlab data export data/walker out=exports/walker format=npz
+    wmlab data export data/walker out=exports/walker format=dreamer
     wmlab data verify data/walker
     wmlab train dreamer env=dmc:walker_walk run_dir=runs/walker_dv3
     wmlab train pretrain method=apv data=videos/ run_dir=runs/pre_apv
