@@ -92,8 +92,8 @@ class StepLinear:
         return _taped_linear(x, self.weight, self.bias, self.tape, self.dtype)
 
 
-# Under torch.compile the taped steps run eagerly: the tape grows by one entry per step, which dynamo would
-# otherwise guard on and recompile for at every step until it hits its recompile limit.
+# Under torch.compile the taped steps run eagerly: the tape is a Python list that grows by one entry per step,
+# which dynamo cannot put in a graph; kept out, a debug-size Dreamer update compiles to 36 graphs instead of 49.
 @torch.compiler.disable
 def _taped_linear(x: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape, dtype: torch.dtype) -> Tensor:
     with torch.autocast(x.device.type, enabled=False):
