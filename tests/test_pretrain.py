@@ -164,7 +164,9 @@ def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, 
     spec = json.loads((pre / "spec.json").read_text())
     agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1})
     report = load_world_model(agent, str(pre))
-    assert report["new"] and all(n.startswith("actions.action_encoder.") for n in report["new"])
+    # New: the action encoder, and the reward head, which pretraining on video had no reward to train.
+    assert any(n.startswith("actions.action_encoder.") for n in report["new"])
+    assert all(n.startswith(("actions.action_encoder.", "reward_head.")) for n in report["new"])
     loss, metrics = agent.loss({**batch_for(), "image": batch_for()["image"], "action": torch.rand(2, 6, 1)})
     assert "wm/latent_action_align" in metrics and torch.isfinite(loss)
     obs = {"image": np.zeros((16, 16, 3), np.uint8)}
@@ -180,10 +182,11 @@ def test_contextwm_pretrain_then_finetune_keeps_the_codec(tmp_path, frames_store
     _, cfg = api.prepare_run("dreamer", preset="debug", method="contextwm", init=str(pre),
                              run_dir=str(tmp_path / "ft"), **{"agent.world_model.context.depth": 4})
     assert cfg.agent.world_model.codec == "contextwm" and cfg.agent.intrinsic == "video"
+    assert cfg.agent.world_model.stack  # APV's recipe: a new action-conditioned RSSM on the pretrained one
     spec = json.loads((pre / "spec.json").read_text())
     agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1})
     report = load_world_model(agent, str(pre))
-    assert not any(n.startswith("codec.") for n in report["new"])
+    assert not any(n.startswith(("codec.", "af_rssm.")) for n in report["new"])
     assert any(n.startswith("rssm.action_in") for n in report["new"])
     result = api.evaluate(str(pre), windows=2, context=2, horizon=4)
     assert result["PSNR steps 1-10 (model)"] > 0
@@ -201,3 +204,32 @@ def test_each_method_runs_pretrain_then_online_finetune(tmp_path, frames_store, 
     assert out["env_steps"] == 100 and out["step"] > 0
     report = json.loads((ft / "init.json").read_text())
     assert report["loaded"] > 0 and report["mismatched"] == []
+
+
+def test_finetune_after_init_freezes_the_stack_and_takes_the_bonus_from_the_action_free_posterior(
+        tmp_path, frames_store, one_thread):
+    pre = tmp_path / "pre"
+    api.train("pretrain", preset="debug", method="apv", data=str(frames_store), run_dir=str(pre),
+              **{"trainer.steps": 3, "trainer.ckpt_every": 3, "trainer.eval_every": 0})
+    _, cfg = api.prepare_run("dreamer", preset="debug", method="apv", init=str(pre), run_dir=str(tmp_path / "ft"),
+                             **{"agent.world_model.stack_freeze": 2, "agent.knn_k": 2})
+    spec = json.loads((pre / "spec.json").read_text())
+    agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1, "keys": spec["keys"] + ["action", "reward"]})
+    report = load_world_model(agent, str(pre))
+    assert int(agent.wm.updates) == 0  # pretraining's 3 updates do not use up the fine-tuning freeze
+    assert any(n.startswith("reward_head.") for n in report["new"])  # video had no reward to train it
+    assert {"policy_reward", "task"} <= set(report["agent_new"])  # the actor-critic is "task"
+    seen = []
+    forward = agent.bonus.forward
+    agent.bonus.forward = lambda feat: (seen.append(feat.detach()), forward(feat))[1]
+    batch = {**batch_for(), "action": torch.rand(2, 6, 1)}
+    for update in range(3):
+        agent.zero_grad()
+        loss, _ = agent.loss(batch)
+        loss.backward()
+        # The bonus reads the action-free model's posterior, during the freeze as after it.
+        assert torch.equal(seen[-1], agent.wm.af_rssm.features(agent.wm.last_af_post))
+        frozen = grad_sum(agent.wm.af_rssm) == 0 and grad_sum(agent.wm.codec.encoder) == 0
+        assert frozen == (update < 2), update
+        assert grad_sum(agent.wm.rssm) > 0
+        agent.after_update()

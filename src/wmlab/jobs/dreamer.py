@@ -182,11 +182,18 @@ def load_world_model(agent: Any, path: str) -> dict[str, Any]:
     step_dir = ckpt.resolve(path)
     tensors = ckpt._read_tensors(step_dir / "model.safetensors")
     prefix = "wm." if any(k.startswith("wm.") for k in tensors) else ""
+    # A head whose target the source run's data lacked was never trained (the reward head of a model
+    # pretrained on action-free video): it stays new rather than passing as learned.
+    run = step_dir.parent.parent if step_dir.parent.name == "checkpoints" else step_dir
+    source_keys = _read_spec(run / "spec.json").get("keys") if (run / "spec.json").exists() else None
+    untrained = ("reward_head.",) if source_keys is not None and "reward" not in source_keys else ()
     # APV: a stacked model takes a pretrained action-free model's RSSM as its af_rssm.
     stack_from_plain = agent.wm.af_rssm is not None and not any(k.startswith(prefix + "af_rssm.") for k in tensors)
     own = agent.wm.state_dict()
     loaded, mismatched = [], []
     for name, value in own.items():
+        if name == "updates" or name.startswith(untrained):
+            continue  # the update counter belongs to this run (APV's stack_freeze counts from its start)
         if stack_from_plain and name.startswith("rssm."):
             continue  # the action-conditioned RSSM is new
         source = "rssm." + name[len("af_rssm."):] if stack_from_plain and name.startswith("af_rssm.") else name
@@ -201,8 +208,11 @@ def load_world_model(agent: Any, path: str) -> dict[str, Any]:
     if not loaded:
         raise ValueError(f"checkpoint {step_dir} holds no world-model tensor that fits this agent (is it a "
                          f"world_model or dreamer run with the same preset?)")
-    new = sorted(set(own) - set(loaded))
-    return {"path": str(step_dir), "loaded": len(loaded), "new": new, "mismatched": mismatched}
+    new = sorted(set(own) - set(loaded) - {"updates"})
+    # Parts outside the world model that the agent creates new (actor, critic, the policy's reward head...).
+    others = sorted(name for name, _ in agent.named_children() if name != "wm")
+    return {"path": str(step_dir), "loaded": len(loaded), "new": new, "mismatched": mismatched,
+            "agent_new": others}
 
 
 def _spec_path(cfg: DreamerJobConfig) -> Path:

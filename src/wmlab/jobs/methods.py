@@ -8,8 +8,9 @@ its plug points; nothing here is code.
 - ``apv`` (Seo et al. 2022): pretrain the action-free RSSM; fine-tune a new action-conditioned RSSM stacked
   on it (``stack``; ``stack_freeze`` keeps the pretrained part fixed for N updates), with the video-based
   intrinsic bonus and a second reward head for the policy.
-- ``contextwm`` (Wu et al. 2023): the contextualised decoder (``codec=contextwm``) in both phases, with
-  APV's bonus and the dual reward heads.
+- ``contextwm`` (Wu et al. 2023): the contextualised decoder (``codec=contextwm``) in both phases, on APV's
+  recipe: the pretrained action-free RSSM with a new action-conditioned RSSM stacked on it, the video-based
+  bonus and the dual reward heads.
 - ``prelar`` (Zhang et al. 2024): latent actions inferred from frames drive the RSSM in pretraining; at
   fine-tuning an action encoder maps real actions into that space, aligned with the reused latent action
   model (``action_input=prelar`` in both phases; the plug switches on whether the data has actions).
@@ -30,7 +31,7 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "contextwm": {
         "pretrain": {"model": {"action_input": "none", "codec": "contextwm"}},
-        "finetune": {"agent": {"world_model": {"codec": "contextwm"}, "intrinsic": "video"}},
+        "finetune": {"agent": {"world_model": {"codec": "contextwm", "stack": True}, "intrinsic": "video"}},
     },
     "prelar": {
         "pretrain": {"model": {"action_input": "prelar"}},

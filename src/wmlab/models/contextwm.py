@@ -8,11 +8,11 @@ the finest resolutions, so the RSSM latent only has to carry what changes over t
 - ``encode``: DreamerV3's conv encoder (the dynamics encoder), exactly as :class:`CNNCodec`.
 - ``decode(features, frames)``: one context frame per batch row (uniformly random in training, the last
   of ``frames`` in eval mode) is encoded once and shared by all ``T`` steps of that row. The decoder
-  mirrors :class:`~wmlab.nn.blocks.ConvDecoder`; after its maps at the ``context.attn_stages`` finest
-  resolutions below the output (e.g. 32×32 and 16×16 for 64×64 frames) a residual cross-attention block
-  lets the map's tokens (queries) attend to the context encoder's tokens at the same resolution. When the
-  image has fewer upsampling stages than ``attn_stages`` (small frames), the smallest map — the one the
-  linear layer makes — attends as well.
+  mirrors :class:`~wmlab.nn.blocks.ConvDecoder`; after ``context.attn_stages`` of its maps, counted from
+  the finest below the output but leaving out the ``context.attn_skip`` finest (by default 16×16 and 8×8
+  for 64×64 frames), a residual cross-attention block lets the map's tokens (queries) attend to the
+  context encoder's tokens at the same resolution. When the image has too few upsampling stages for that
+  (small frames), the coarsest maps — down to the one the linear layer makes — attend instead.
 - Training-only augmentations of the context: token dropout (a fraction of the context tokens is masked
   out of each attention, per row, keeping at least one) and random erasing (a random rectangle of the
   context frame is set to 0 in the centred pixel space, i.e. mid-grey, before encoding).

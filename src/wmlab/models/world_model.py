@@ -108,7 +108,7 @@ class WorldModel(nn.Module):
     def _observe(self, batch: dict[str, Tensor], state: State | None = None, prev_action: Tensor | None = None,
                  sample: bool = True) -> tuple[State, State, tuple[State, State] | None]:
         """``(post, prior, (af_post, af_prior) or None)``: with APV stacking the frames pass through the
-        action-free RSSM first (held fixed for the first ``stack_freeze`` updates)."""
+        action-free RSSM first (held fixed, without gradient, for the first ``stack_freeze`` updates)."""
         is_first = batch["is_first"]
         af = None
         if self.af_rssm is None:
@@ -121,7 +121,7 @@ class WorldModel(nn.Module):
                 af = self.af_rssm.observe(embed, none, is_first, sample=sample)
             inputs = self.af_rssm.features(af[0])
             if frozen:
-                inputs, af = inputs.detach(), None
+                inputs = inputs.detach()
         post, prior = self.rssm.observe(inputs, self.actions(batch), is_first, state, prev_action, sample)
         return post, prior, af
 
@@ -188,11 +188,12 @@ class WorldModel(nn.Module):
     def loss_and_states(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], State]:
         """:meth:`loss` plus the posterior states ``[B,T]`` (start states for imagination training)."""
         self.check_batch(batch)
+        frozen = self._frozen_stack()
         post, prior, af = self._observe(batch)
-        self.last_af_post = af[0].detach() if af is not None else None
+        self.last_af_post = af[0].detach() if af is not None else None  # APV's bonus reads it, frozen or not
         c = self.cfg.loss
         dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats)  # [B,T] each
-        if af is not None:  # the action-free model keeps learning its own prior
+        if af is not None and not frozen:  # the action-free model keeps learning its own prior
             af_dyn, af_rep, _ = kl_balance(af[0].logits, af[1].logits, c.free_nats)
             dyn, rep = dyn + af_dyn, rep + af_rep
         feat = self.features(post)  # [B,T,F]
