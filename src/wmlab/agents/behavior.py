@@ -153,7 +153,9 @@ class Behavior(nn.Module):
                 v_ret = self._decode(critic_out.detach())
             ret = lambda_return(reward, v_ret.float(), disc, cfg.lam)  # [N,H]
         with torch.no_grad():
-            weight = torch.cumprod(torch.cat([torch.ones_like(disc[:, :1]), disc[:, :-2]], 1), 1)  # [N,H]
+            # γ^t · Π_{i≤t} cont_i: a state counts as far as it is reached and is not terminal itself, so a
+            # start at an episode's last (terminal) step weighs nothing.
+            weight = torch.cumprod(torch.cat([cont[:, :1], disc[:, 1:-1]], 1), 1)  # [N,H]
         if self.training:
             self.return_norm.update(ret)
         scale = self.return_norm.scale()

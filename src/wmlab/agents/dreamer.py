@@ -54,6 +54,8 @@ def policy_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tenso
 def disagreement_reward(agent: "DreamerAgent", feat: Tensor, actions: Tensor) -> Tensor:
     if agent.ensemble is None:
         raise ValueError("reward plan2explore needs agent.explore=plan2explore (the ensemble)")
+    if not agent.discrete:  # the ensemble learned from env actions, which the env clipped to [-1, 1]
+        actions = actions.clamp(-1.0, 1.0)
     return agent.ensemble.disagreement(feat, agent.encode_action(actions))
 
 
