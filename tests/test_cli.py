@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,53 @@ def test_console_script_installed():
     exe = Path(sys.executable).with_name("wmlab")
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "wmlab collect" in result.stdout
+
+
+def test_data_options_from_the_command_line_are_typed(tmp_path, capsys):
+    import imageio.v2 as imageio
+
+    data = moving_square_store(tmp_path / "store", episodes=3)
+    # compress=false writes stored (uncompressed) npz members; the default compresses.
+    for flag, kind in (("compress=false", zipfile.ZIP_STORED), ("compress=true", zipfile.ZIP_DEFLATED)):
+        out = tmp_path / flag.replace("=", "_")
+        assert run_cli("data", "export", str(data), f"out={out}", flag, capsys=capsys)[0] == 0
+        with zipfile.ZipFile(sorted(out.glob("*.npz"))[0]) as z:
+            assert {i.compress_type for i in z.infolist()} == {kind}
+    npz = tmp_path / "compress_true"
+    back = tmp_path / "back"
+    assert run_cli("data", "import", str(npz), f"out={back}", capsys=capsys)[0] == 0
+    assert run_cli("data", "import", str(npz), f"out={back}", capsys=capsys)[0] == 0  # skipped: already there
+    assert len(EpisodeStore(back, "r")) == 3
+    assert run_cli("data", "import", str(npz), f"out={back}", "skip_existing=false", capsys=capsys)[0] == 0
+    assert len(EpisodeStore(back, "r")) == 6
+    assert run_cli("data", "export", str(data), f"out={tmp_path / 'genie'}", "format=genie", "quality=90",
+                   capsys=capsys)[0] == 0
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    imageio.mimsave(videos / "clip.gif", list(np.random.default_rng(0).integers(0, 256, (8, 20, 12, 3), np.uint8)))
+    code, out, err = run_cli("data", "import", str(videos), f"out={tmp_path / 'v'}", "size=8,8", "stride=2",
+                             "crop=false", capsys=capsys)
+    assert code == 0, err
+    (eid,) = EpisodeStore(tmp_path / "v", "r").ids()
+    assert EpisodeStore(tmp_path / "v", "r").load(eid)["image"].shape == (4, 8, 8, 3)
+
+
+def test_data_and_eval_keys_are_checked_and_listed(tmp_path, capsys):
+    data = moving_square_store(tmp_path / "store", episodes=3)
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    for args, named in ((("info", str(data), "foo=1"), "'foo'"), (("verify", str(data), "fix=true"), "'fix'"),
+                        (("import", str(data)), "out="), (("export", str(data), f"out={tmp_path / 'x'}",
+                                                           "one_hot=maybe"), "one_hot"),
+                        (("export", str(data), f"out={tmp_path / 'x'}", "stride=2"), "'stride'"),
+                        (("import", str(data), f"out={tmp_path / 'y'}", "size=abc"), "size")):
+        code, _, err = run_cli("data", *args, capsys=capsys)
+        assert code == 2 and named in err and err.count("\n") == 1, (args, err)
+    assert before == {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}  # nothing stored was touched
+    code, out, _ = run_cli("data", "import", "--help", capsys=capsys)
+    assert code == 0 and "format=video" in out and "stride=1" in out
+    code, out, _ = run_cli("data", "export", "--help", capsys=capsys)
+    assert code == 0 and "format=minari" in out and "compress=True" in out
+    code, out, _ = run_cli("eval", "--help", capsys=capsys)
+    assert code == 0 and "world_model runs:" in out and "horizon=" in out and "dreamer runs:" in out
+    code, out, _ = run_cli("generate", "--help", capsys=capsys)
+    assert code == 0 and "temperature=" in out

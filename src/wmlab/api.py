@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from wmlab import config as C
 from wmlab.config import ConfigError
@@ -86,7 +86,7 @@ def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> t
     run_dir = Path(str(overrides.pop("run_dir", None) or f"runs/{job_name}"))
     saved = run_dir / "config.yaml"
     if saved.exists():
-        info = _run_info(run_dir)
+        info = run_info(run_dir)
         if info.get("job") != job_name:
             raise ConfigError(f"{run_dir} holds a {info.get('job')!r} run, not {job_name!r}; "
                               f"choose another run_dir=")
@@ -113,7 +113,8 @@ def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> t
     return job, cfg
 
 
-def _run_info(run_dir: Path) -> dict[str, Any]:
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """What run.json says of a run folder: its job, preset and wmlab version."""
     path = run_dir / "run.json"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a wmlab run folder (no run.json); "
@@ -132,7 +133,7 @@ def evaluate(run_dir: str, **overrides: Any) -> Any:
     from wmlab import jobs
 
     run = Path(run_dir)
-    info = _run_info(run)
+    info = run_info(run)
     job = jobs.get(info["job"])
     if job.evaluate is None:
         raise ConfigError(f"job {info['job']!r} has no evaluation")
@@ -145,7 +146,7 @@ def generate(run_dir: str, **settings: Any) -> dict[str, Any]:
     actions, autoregressively or in one pass; writes real-above-generated mp4."""
     from wmlab.jobs.genie import generate as run_generate
 
-    info = _run_info(Path(run_dir))
+    info = run_info(Path(run_dir))
     if info.get("job") != "genie":
         raise ConfigError(f"{run_dir} holds a {info.get('job')!r} run; `wmlab generate` needs a genie run")
     cfg = C.apply(GenerateConfig(), settings)
@@ -176,8 +177,7 @@ def data_info(data: str) -> dict[str, Any]:
 def data_import(src: str, out: str, format: str | None = None, size: Any = None, **options: Any) -> dict[str, Any]:
     from wmlab.data.formats import import_data
 
-    if isinstance(size, str):
-        size = tuple(int(v) for v in size.strip("()[] ").split(","))
+    size = C.coerce(size, Optional[tuple[int, int]], "size")
     store = import_data(src, out, format=format, size=size, **options)
     return {"out": str(out), "episodes": len(store), "steps": store.num_steps}
 

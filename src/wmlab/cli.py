@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from wmlab.config import ConfigError, MissingDependencyError, describe, parse_overrides
@@ -35,6 +36,10 @@ def _split(args: list[str]) -> tuple[list[str], dict[str, str]]:
     """Positional arguments and key=value overrides."""
     positional = [a for a in args if "=" not in a and not a.startswith("-")]
     return positional, parse_overrides([a for a in args if "=" in a])
+
+
+def _wants_help(args: list[str]) -> bool:
+    return "--help" in args or "-h" in args
 
 
 def _print_keys(cfg: Any, title: str) -> None:
@@ -55,7 +60,7 @@ def _print(result: Any) -> None:
 def cmd_collect(args: list[str]) -> Any:
     from wmlab import api
 
-    if "--help" in args or "-h" in args:
+    if _wants_help(args):
         _print_keys(api.CollectConfig(), "wmlab collect key=value ...")
         return None
     _, kv = _split(args)
@@ -68,7 +73,7 @@ def cmd_train(args: list[str]) -> Any:
     positional, kv = _split(args)
     if not positional:
         raise ConfigError(f"wmlab train needs a job name: one of {', '.join(jobs.names())}")
-    if "--help" in args or "-h" in args:
+    if _wants_help(args):
         job = jobs.get(positional[0])
         _print_keys(job.config_cls(), f"wmlab train {positional[0]} key=value ...  presets: {', '.join(job.presets)}")
         return None
@@ -76,30 +81,81 @@ def cmd_train(args: list[str]) -> Any:
 
 
 def cmd_eval(args: list[str]) -> Any:
-    from wmlab import api
+    from wmlab import api, jobs
 
     positional, kv = _split(args)
+    if _wants_help(args):
+        if positional:  # the keys of that run's job
+            job = jobs.get(api.run_info(Path(positional[0]))["job"])
+            _print_keys(job.config_cls().eval, f"wmlab eval {positional[0]} key=value ...")
+            return None
+        print("wmlab eval <run_dir> key=value ...  (the keys override the run's eval settings)")
+        for name in jobs.names():
+            job = jobs.get(name)
+            if job.evaluate is not None:
+                _print_keys(job.config_cls().eval, f"\n{name} runs:")
+        return None
     if len(positional) != 1:
         raise ConfigError("usage: wmlab eval <run_dir> [key=value ...]")
     return api.evaluate(positional[0], **kv)
+
+
+DATA_USAGE = """wmlab data {info,import,export,verify} [PATH] [key=value ...]
+  info PATH                          episodes, steps, splits and per-key statistics of a store
+  import SRC out=STORE [size=H,W] [format=] [split=] [skip_existing=true] [format options]
+  export STORE out=DIR [format=dreamer] [format options]
+  verify PATH                        every corrupt or inconsistent episode, by file name
+`wmlab data import --help` and `wmlab data export --help` list each format's options."""
+
+
+def _data_help(verb: str | None) -> None:
+    if verb not in ("import", "export"):
+        print(DATA_USAGE)
+        return
+    from wmlab.data.formats import describe_formats
+
+    print(DATA_USAGE.splitlines()[2 if verb == "import" else 3].strip())
+    for name, options in describe_formats()[verb].items():
+        keys = "  ".join(f"{k}={v}" for k, v in options.items()) or "(no options)"
+        print(f"  format={name:<8} {keys}")
+
+
+def _call_checked(fn: Callable[..., Any], verb: str, kv: dict[str, Any]) -> Any:
+    """``fn(**kv)``, with a missing or unknown key reported as a one-line error naming it."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    named = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in kv:
+            if key not in params:
+                raise ConfigError(f"`data {verb}` has no key {key!r}; keys: {', '.join(named)}")
+    for name in named:
+        if params[name].default is inspect.Parameter.empty and name not in kv:
+            raise ConfigError(f"`data {verb}` needs {name}= (see wmlab data --help)")
+    return fn(**kv)
 
 
 def cmd_data(args: list[str]) -> Any:
     from wmlab import api
 
     positional, kv = _split(args)
-    if not positional or positional[0] not in ("info", "import", "export", "verify"):
-        raise ConfigError("usage: wmlab data {info,import,export,verify} [PATH] [key=value ...]")
+    verbs = ("info", "import", "export", "verify")
+    if _wants_help(args):
+        _data_help(positional[0] if positional else None)
+        return None
+    if not positional or positional[0] not in verbs:
+        raise ConfigError(f"usage: wmlab data {{{','.join(verbs)}}} [PATH] [key=value ...] (see wmlab data --help)")
     verb, rest = positional[0], positional[1:]
     if rest:
         kv.setdefault("src" if verb == "import" else "data", rest[0])
     if verb == "info":
-        return api.data_info(**kv)
+        return _call_checked(api.data_info, verb, kv)
     if verb == "import":
-        return api.data_import(**kv)
+        return _call_checked(api.data_import, verb, kv)
     if verb == "export":
-        return api.data_export(**kv)
-    problems = api.data_verify(**kv)
+        return _call_checked(api.data_export, verb, kv)
+    problems = _call_checked(api.data_verify, verb, kv)
     for p in problems:
         print(p, file=sys.stderr)
     print(f"{len(problems)} problem(s) found")
@@ -109,7 +165,7 @@ def cmd_data(args: list[str]) -> Any:
 def cmd_quickstart(args: list[str]) -> Any:
     from wmlab import api
 
-    if "--help" in args or "-h" in args:
+    if _wants_help(args):
         from wmlab.quickstart import QuickstartConfig
 
         _print_keys(QuickstartConfig(), "wmlab quickstart key=value ...")
@@ -130,6 +186,9 @@ def cmd_compare(args: list[str]) -> Any:
 def cmd_generate(args: list[str]) -> Any:
     from wmlab import api
 
+    if _wants_help(args):
+        _print_keys(api.GenerateConfig(), "wmlab generate <run_dir> key=value ...")
+        return None
     positional, kv = _split(args)
     if len(positional) != 1:
         raise ConfigError("usage: wmlab generate <run_dir> [episode=] [start=0] [prompt=4] [frames=10] "
@@ -140,7 +199,7 @@ def cmd_generate(args: list[str]) -> Any:
 def cmd_play(args: list[str]) -> Any:
     from wmlab.play import PlayConfig, play_run
 
-    if "--help" in args or "-h" in args:
+    if _wants_help(args):
         _print_keys(PlayConfig(), "wmlab play <run_dir> key=value ...  (keys: q quit, r restart)")
         return None
     positional, kv = _split(args)

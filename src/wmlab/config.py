@@ -63,7 +63,7 @@ def _unknown(key: str, cfg: Any, prefix: str = "") -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{hint}")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert ``value`` (a string from the command line or a YAML scalar) to type ``tp``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -76,7 +76,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
+                return coerce(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"config key {key!r}: cannot parse {value!r}")
@@ -97,13 +97,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             value = [value]
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], key) for v in value)
+            return tuple(coerce(v, args[0], key) for v in value)
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"config key {key!r} needs {len(args)} values, got {value!r}")
-            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+            return tuple(coerce(v, a, key) for v, a in zip(value, args))
         inner = args[0] if args else Any
-        return origin(_coerce(v, inner, key) for v in value)
+        return origin(coerce(v, inner, key) for v in value)
     if origin is dict or tp is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
@@ -181,7 +181,7 @@ def apply(cfg: T, overrides: Mapping[str, Any], _prefix: str = "") -> T:
                     raise ConfigError(f"config key {head!r} is a group; set its fields as {head}.<field>=value")
                 changes[head] = apply(current, raw, f"{_prefix}{head}.")
             else:
-                changes[head] = _coerce(raw, hints.get(head, Any), _prefix + head)
+                changes[head] = coerce(raw, hints.get(head, Any), _prefix + head)
     return dataclasses.replace(cfg, **changes)
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from wmlab.config import ConfigError, coerce
 from wmlab.data.schema import EpisodeError
 from wmlab.data.store import EpisodeStore
 
@@ -85,14 +87,35 @@ def detect_format(src: str | Path) -> str:
     raise FormatError(f"cannot tell the format of {src}; pass format= one of {sorted(_READERS)}")
 
 
-def _check_opts(fn: Callable, opts: dict[str, Any], what: str) -> None:
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n in params if n not in ("src", "store", "out")]
-    for key in opts:
-        if key not in params:
-            raise FormatError(f"{what} has no option {key!r}; valid options: {valid}")
+def options_of(fn: Callable) -> dict[str, tuple[Any, Any]]:
+    """``{option: (type, default)}`` of a reader's or writer's keyword options."""
+    hints = typing.get_type_hints(fn)
+    return {n: (hints.get(n, Any), p.default) for n, p in inspect.signature(fn).parameters.items()
+            if n not in ("src", "store", "out") and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def typed_options(fn: Callable, opts: dict[str, Any], what: str) -> dict[str, Any]:
+    """``opts`` checked against ``fn``'s options and converted to their annotated types, so that
+    command-line strings work (``compress=false`` is False, ``stride=2`` is 2)."""
+    known = options_of(fn)
+    out = {}
+    for key, value in opts.items():
+        if key not in known:
+            raise FormatError(f"{what} has no option {key!r}; valid options: {', '.join(known)}")
+        tp = known[key][0]
+        try:
+            out[key] = value if tp is Any else coerce(value, tp, key)
+        except ConfigError as e:
+            raise FormatError(f"{what}: {e}") from None
+    return out
+
+
+def describe_formats() -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"import"|"export": {format: {option: default}}}`` for ``wmlab data import|export --help``."""
+    _load()
+    return {"import": {n: {k: d for k, (_, d) in options_of(fn).items() if k != "size"}
+                       for n, (fn, _) in sorted(_READERS.items())},
+            "export": {n: {k: d for k, (_, d) in options_of(fn).items()} for n, fn in sorted(_WRITERS.items())}}
 
 
 def read_episodes(src: str | Path, format: str | None = None, **opts: Any) -> Iterator[tuple[dict, dict]]:
@@ -105,8 +128,7 @@ def read_episodes(src: str | Path, format: str | None = None, **opts: Any) -> It
     if name not in _READERS:
         raise FormatError(f"unknown import format {name!r}; known: {sorted(_READERS)}")
     reader = _READERS[name][0]
-    _check_opts(reader, opts, f"import format {name!r}")
-    return reader(src, **opts)
+    return reader(src, **typed_options(reader, opts, f"import format {name!r}"))
 
 
 def import_data(
@@ -123,6 +145,8 @@ def import_data(
     ``size`` resizes frames to (H, W); ``split`` tags every imported episode ("train"/"test");
     ``skip_existing`` skips sources already imported into ``out`` (so an interrupted import can be
     re-run). Format options (``opts``) are listed in each reader's docstring."""
+    skip_existing = coerce(skip_existing, bool, "skip_existing")
+    split = None if split is None else str(split)
     episodes = read_episodes(src, format, size=size, **opts)
     store = EpisodeStore(out, "a")
     seen = {store.meta(e).get("source") for e in store.ids()} if skip_existing and len(store) else set()
@@ -150,5 +174,4 @@ def export_data(store: EpisodeStore | str | Path, out: str | Path, format: str, 
     if not isinstance(store, EpisodeStore):
         store = EpisodeStore(store, "r")
     writer = _WRITERS[format]
-    _check_opts(writer, opts, f"export format {format!r}")
-    return writer(store, Path(out).expanduser(), **opts)
+    return writer(store, Path(out).expanduser(), **typed_options(writer, opts, f"export format {format!r}"))

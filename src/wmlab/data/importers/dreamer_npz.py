@@ -58,7 +58,7 @@ def read_dreamer(
     src: Path,
     size: Any = None,
     action_convention: str = "auto",
-    discrete: str | bool = "auto",
+    discrete: bool | str = "auto",
 ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]:
     """Yield ``(episode, meta)`` for every ``*.npz`` under ``src`` (sorted by path).
 
