@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from wmlab.cli import main
 from wmlab.data import EpisodeStore, make_flags
@@ -193,3 +194,22 @@ def test_data_and_eval_keys_are_checked_and_listed(tmp_path, capsys):
     assert code == 0 and "world_model runs:" in out and "horizon=" in out and "dreamer runs:" in out
     code, out, _ = run_cli("generate", "--help", capsys=capsys)
     assert code == 0 and "temperature=" in out
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_world_model_resume_equals_an_uninterrupted_run(tmp_path, one_thread, workers):
+    from safetensors.torch import load_file
+
+    from wmlab import api
+
+    data = moving_square_store(tmp_path / "store", episodes=4)
+    settings = {"data": str(data), "trainer.eval_every": 0, "trainer.ckpt_every": 2, "workers": workers}
+    api.train("world_model", preset="debug", run_dir=str(tmp_path / "a"), **settings, **{"trainer.steps": 4})
+    api.train("world_model", preset="debug", run_dir=str(tmp_path / "b"), **settings, **{"trainer.steps": 2})
+    api.train("world_model", run_dir=str(tmp_path / "b"), **{"trainer.steps": 4})  # resumes at step 2
+    a, b = (load_file(str(tmp_path / r / "checkpoints" / "00000004" / "model.safetensors")) for r in "ab")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    state = json.loads((tmp_path / "b" / "checkpoints" / "00000004" / "state.json").read_text())
+    assert state["data"] == [{"position": 4}]

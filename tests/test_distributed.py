@@ -97,3 +97,18 @@ def test_two_processes_average_gradients_and_agree(tmp_path):
     state = json.loads((run / "checkpoints" / "00000004" / "state.json").read_text())
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert state["data"] == [{"position": 8}, {"position": 8}]  # 4 steps x 2 micro-batches on each rank
+
+
+def test_only_the_first_process_writes_the_run_files(tmp_path, monkeypatch):
+    from wmlab import api
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    _, cfg = api.prepare_run("world_model", preset="debug", run_dir=str(tmp_path / "run"), **{"trainer.steps": 3})
+    assert cfg.trainer.steps == 3 and not (tmp_path / "run").exists()  # rank 1 resolves the same config, writes nothing
+    monkeypatch.setenv("RANK", "0")
+    api.prepare_run("world_model", preset="debug", run_dir=str(tmp_path / "run"), **{"trainer.steps": 3})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml", "run.json"]  # no leftover tmp
+    monkeypatch.setenv("RANK", "1")  # a later process sees the finished folder and resumes from it
+    _, again = api.prepare_run("world_model", run_dir=str(tmp_path / "run"))
+    assert again == cfg

@@ -86,7 +86,24 @@ def test_seeds_reproduce_and_differ(store: EpisodeStore) -> None:
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
     w1, w2 = first(3, 2), first(3, 2)
     assert all(torch.equal(x, y) for x, y in zip(w1, w2))
-    assert not torch.equal(w1[0], w1[1])  # the two workers draw different streams
+    assert not torch.equal(w1[0], w1[1])  # the two workers draw different batches
+    # Batch i depends on (seed, i) only: the worker count does not change the stream.
+    assert all(torch.equal(x, y) for x, y in zip(a, w1))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_restored_loader_continues_the_stream(store: EpisodeStore, workers: int) -> None:
+    loader = make_loader(store, batch_size=4, length=6, workers=workers, keys=["step_id"], seed=5)
+    it = iter(loader)
+    stream = [next(it)["step_id"] for _ in range(6)]
+    assert loader.state_dict() == {"position": 6}
+    resumed = make_loader(store, batch_size=4, length=6, workers=workers, keys=["step_id"], seed=5)
+    resumed.load_state_dict({"position": 3})
+    it = iter(resumed)
+    assert all(torch.equal(next(it)["step_id"], want) for want in stream[3:])
+    assert resumed.state_dict() == {"position": 6}
+    with pytest.raises(RuntimeError, match="before the first batch"):
+        resumed.load_state_dict({"position": 0})
 
 
 def test_keys_limit_what_is_read(store: EpisodeStore) -> None:

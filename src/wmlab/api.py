@@ -105,11 +105,14 @@ def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> t
             cfg = C.apply(cfg, C.flatten(job.methods[method]))
         cfg = C.apply(cfg, overrides)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, saved)
     from wmlab import __version__
+    from wmlab.train.distributed import env_info, write_run_file
 
-    (run_dir / "run.json").write_text(json.dumps({"job": job_name, "preset": preset, "wmlab": __version__}))
+    # Under torchrun every process resolves the config; only the first writes it. run.json goes first: a
+    # config.yaml marks a run folder that another process may already resume from.
+    write_run_file(run_dir / "run.json", json.dumps({"job": job_name, "preset": preset, "wmlab": __version__}))
+    if env_info().is_main:
+        C.save(cfg, saved)
     return job, cfg
 
 

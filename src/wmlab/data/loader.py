@@ -1,9 +1,11 @@
 """Random windows of episodes as batches of tensors, from one or several DataLoader workers.
 
 Every valid (episode, start) pair is equally likely, so an episode of length L contributes
-L - length + 1 windows; episodes shorter than ``length`` are skipped. Each worker draws its own
-stream from ``(seed, worker id)``, so a given seed and store give the same batches every run.
-Workers re-list the store every ``refresh_s`` seconds, so online RL sees newly written episodes.
+L - length + 1 windows; episodes shorter than ``length`` are skipped. Batch ``i`` of the stream is
+drawn from ``(seed, i)`` alone, whichever worker draws it, so a given seed and store give the same
+batches every run, with any number of workers, and a loader restored from its ``state_dict`` (as the
+trainer does on resume) continues the stream where it stopped. Workers re-list the store every
+``refresh_s`` seconds, so online RL sees newly written episodes.
 
 Batches are dicts of tensors shaped [B, T, ...]: image uint8 [B,T,H,W,3], bools as torch.bool,
 everything else as stored. Windows are assembled in the worker straight into one array per key.
@@ -86,12 +88,14 @@ class WindowDataset(IterableDataset):
         self.batch_size, self.length = int(batch_size), int(length)
         self.keys = None if keys is None else list(keys)
         self.seed, self.split, self.refresh_s = int(seed), split, float(refresh_s)
+        self.start = 0  # index of the first batch the stream yields
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
-        worker = info.id if info is not None else 0
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         store = self.store if self.store is not None else EpisodeStore(self.root, "r")
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, worker]))
+        # The DataLoader takes batches from its workers in turn, so worker w makes batches w, w+W, w+2W...
+        batch_index = self.start + worker
         index = WindowIndex(store, self.length, self.split)
         keys = store.resolve_keys(self.keys)
         steps = store.spec["steps"]
@@ -101,6 +105,8 @@ class WindowDataset(IterableDataset):
                 store.refresh()
                 index.update()
                 last_refresh = time.monotonic()
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, batch_index]))
+            batch_index += workers
             eids, starts = index.sample(rng, self.batch_size)
             # [B, T, ...] per key. In a worker the tensors are born in shared memory, so handing the
             # batch to the main process costs no copy.
@@ -124,6 +130,34 @@ def _empty(shape: tuple[int, ...], dtype: str, shared: bool) -> torch.Tensor:
         return proto.new_empty(shape).share_memory_()
 
 
+class WindowLoader:
+    """A :class:`~torch.utils.data.DataLoader` over a :class:`WindowDataset` that counts the batches it has
+    handed out: ``state_dict()`` is that position, and ``load_state_dict()`` before the first batch makes
+    the stream start there."""
+
+    def __init__(self, dataset: WindowDataset, **loader_kwargs: Any) -> None:
+        self.dataset = dataset
+        self.position = 0
+        self._kwargs = loader_kwargs
+        self._loader: DataLoader | None = None
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self._loader is None:
+            self.dataset.start = self.position
+            self._loader = DataLoader(self.dataset, **self._kwargs)
+        for batch in self._loader:
+            self.position += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._loader is not None:
+            raise RuntimeError("WindowLoader.load_state_dict must come before the first batch")
+        self.position = int(state["position"])
+
+
 def make_loader(
     store_or_path: EpisodeStore | str | Path,
     batch_size: int,
@@ -137,7 +171,7 @@ def make_loader(
     pin_memory: bool = False,
     prefetch: int = 2,
     context: str | None = None,
-) -> DataLoader:
+) -> WindowLoader:
     """Infinite iterable of batches ``{key: Tensor[B, T, ...]}`` of random windows of ``length`` steps.
 
     ``keys`` limits what is read (e.g. leave out "image" for a proprio model); ``split`` samples only
@@ -153,4 +187,8 @@ def make_loader(
     kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs.update(prefetch_factor=prefetch, persistent_workers=True, multiprocessing_context=context)
-    return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory, **kwargs)
+    # Its own generator: starting the iteration then draws the workers' base seed from it, not from the global
+    # RNG, which would shift every later draw of a resumed run (the trainer restores the global RNG).
+    generator = torch.Generator().manual_seed(int(seed))
+    return WindowLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory, generator=generator,
+                        **kwargs)

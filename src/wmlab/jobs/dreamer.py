@@ -30,6 +30,7 @@ import torch
 
 from wmlab.jobs import Job
 from wmlab.jobs import doc_field as _doc
+from wmlab.train.distributed import write_run_file
 
 _BIG = 2**62
 
@@ -220,7 +221,7 @@ def _spec_path(cfg: DreamerJobConfig) -> Path:
 
 
 def _save_spec(cfg: DreamerJobConfig, spec: dict[str, Any]) -> None:
-    _spec_path(cfg).write_text(json.dumps(spec, indent=1, default=list))
+    write_run_file(_spec_path(cfg), json.dumps(spec, indent=1, default=list))
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
@@ -352,7 +353,7 @@ def _init_agent(cfg: DreamerJobConfig, spec: dict[str, Any]) -> Any:
         logging.getLogger("wmlab.dreamer").info(
             "world model from %s: %d tensors loaded, %d new%s", report["path"], report["loaded"], len(report["new"]),
             f" ({', '.join(report['new'][:8])})" if report["new"] else "")
-        (Path(cfg.run_dir) / "init.json").write_text(json.dumps(report, indent=1))
+        write_run_file(Path(cfg.run_dir) / "init.json", json.dumps(report, indent=1))
     return agent
 
 

@@ -26,6 +26,7 @@ import torch
 
 from wmlab.jobs import Job
 from wmlab.jobs import doc_field as _doc
+from wmlab.train.distributed import write_run_file
 
 
 def _model_config() -> Any:
@@ -178,7 +179,7 @@ def _evaluator(store: Any, cfg: GenieJobConfig, stage: str) -> Any:
 def run(cfg: GenieJobConfig) -> dict[str, Any]:
     from wmlab.data.loader import make_loader
     from wmlab.jobs.world_model import _train_split
-    from wmlab.train import Trainer
+    from wmlab.train import Trainer, seed_everything
 
     cfg = _sync(cfg)
     store = _store(cfg.data)
@@ -189,9 +190,10 @@ def run(cfg: GenieJobConfig) -> dict[str, Any]:
     split = cfg.train_split or _train_split(store, cfg.eval.split)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "spec.json").write_text(json.dumps(_model_spec(cfg, store.spec)))
+    write_run_file(run_dir / "spec.json", json.dumps(_model_spec(cfg, store.spec)))
     results: dict[str, Any] = {}
     for stage in stages:
+        seed_everything(cfg.trainer.seed)  # the same seed, the same initial weights
         model = build_model(cfg, store.spec, stage)
         for part in _needs(stage, cfg.model.guided):
             source = _source(cfg, part)

@@ -20,6 +20,7 @@ from typing import Any
 from wmlab.jobs import Job
 from wmlab.jobs import world_model as wmjob
 from wmlab.jobs.methods import phase
+from wmlab.train.distributed import write_run_file
 
 FRAME_KEYS = ("image", "is_first", "is_last", "is_terminal")
 
@@ -94,7 +95,7 @@ def run(cfg: PretrainJobConfig) -> dict[str, Any]:
         out = trainer.fit()
     import json
 
-    (Path(cfg.run_dir) / "spec.json").write_text(json.dumps(spec, indent=1, default=list))
+    write_run_file(Path(cfg.run_dir) / "spec.json", json.dumps(spec, indent=1, default=list))
     return out
 
 

@@ -95,9 +95,10 @@ def _open_loop_evaluator(store: Any, ecfg: EvalConfig) -> Any:
 
 def run(cfg: WorldModelJobConfig) -> dict[str, Any]:
     from wmlab.data.loader import make_loader
-    from wmlab.train import Trainer
+    from wmlab.train import Trainer, seed_everything
 
     store = _store(cfg.data)
+    seed_everything(cfg.trainer.seed)  # the same seed, the same initial weights
     model = build_model(cfg, store.spec)
     split = cfg.train_split or _train_split(store, cfg.eval.split)
 

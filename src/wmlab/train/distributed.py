@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +43,17 @@ def env_info() -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def write_run_file(path: Path, text: str) -> None:
+    """Write a run folder file that every torchrun process computes alike (spec.json, run.json) from the
+    first process only, atomically, so that readers never see half of it."""
+    if not env_info().is_main:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def init_distributed(device: torch.device) -> DistInfo:
