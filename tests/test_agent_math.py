@@ -92,3 +92,34 @@ def test_inverse_cdf_sampler_follows_the_probabilities():
     u = torch.tensor([0.05, 0.15, 0.35, 0.65, 0.999])
     picks = sample_onehot(probs.log().expand(5, 4), u).argmax(-1)
     assert picks.tolist() == [0, 1, 2, 3, 3]
+
+
+def test_distribution_maths_stays_fp32_under_bf16_autocast():
+    """KL, two-hot, unimix, Bernoulli and squared-error terms take bf16 activations (what a bf16 layer gives)
+    and compute in fp32: the same values, bit for bit, as on fp32 copies of those activations."""
+    from wmlab.nn.dists import TwoHot, bernoulli_nll, categorical_entropy, kl_balance, mse_sum, unimix_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    post, prior = (torch.randn(4, 8, 6, generator=g).bfloat16() for _ in range(2))
+    reward_logits = torch.randn(4, 255, generator=g).bfloat16()
+    reward = torch.randn(4, generator=g) * 10
+    cont_logits = torch.randn(4, generator=g).bfloat16()
+    pixels = torch.rand(4, 3, 3, generator=g).bfloat16()
+    frames = torch.randint(0, 256, (4, 3, 3), generator=g, dtype=torch.uint8)
+    two = TwoHot()
+
+    def terms(post, prior, reward_logits, cont_logits, pixels):
+        lp, lq = unimix_logprobs(post, 0.01), unimix_logprobs(prior, 0.01)
+        dyn, rep, kl = kl_balance(lp, lq, free_nats=0.5)
+        return {"unimix": lp, "dyn": dyn, "rep": rep, "kl": kl, "entropy": categorical_entropy(lp),
+                "twohot_loss": two.loss(reward_logits, reward), "twohot_decode": two.decode(reward_logits),
+                "bernoulli": bernoulli_nll(cont_logits, torch.ones(4)),
+                "mse": mse_sum(pixels, frames, 2, 1 / 255)}
+
+    inputs = (post, prior, reward_logits, cont_logits, pixels)
+    want = terms(*(x.float() for x in inputs))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = terms(*inputs)
+    for name, value in got.items():
+        assert value.dtype == torch.float32, name
+        assert torch.equal(value, want[name]), name

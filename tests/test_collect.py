@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -88,20 +87,17 @@ def test_metaworld_expert_solves_the_task_where_random_does_not(tmp_path):
 def test_sigkill_mid_collection_keeps_every_committed_episode(tmp_path):
     out = tmp_path / "store"
     settings = dict(episodes=8, max_steps=60, size=(16, 16), progress=False)
-    code = ("from wmlab.envs.collect import collect; "
+    from test_store import KILL_MID_WRITE
+
+    # The collector kills itself inside the store's writer, with the third episode half written.
+    code = (f"KILL_AFTER = 2\n{KILL_MID_WRITE}\nfrom wmlab.envs.collect import collect\n"
             f"collect('dmc:cartpole_swingup', {str(out)!r}, **{settings!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "MUJOCO_GL": "egl"})
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        episodes = out / "episodes"
-        if episodes.exists() and len([p for p in episodes.iterdir() if not p.name.startswith(".")]) >= 2:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MUJOCO_GL": "egl"}, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
     store = EpisodeStore(out)
-    assert 2 <= len(store) < 8, "the kill must land mid-run"
-    assert all(p.kind == "leftover" for p in verify(out))  # at most the write in flight is lost
+    assert len(store) == 2
+    problems = verify(out)
+    assert [p.kind for p in problems] == ["leftover"]  # only the write in flight is lost
     # Every committed episode is whole and equals a fresh rollout with its seed.
     env = make("dmc:cartpole_swingup", size=(16, 16))
     for eid in store.ids():

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -215,39 +214,57 @@ def test_refresh_sees_episodes_from_concurrent_writer_processes(tmp_path: Path) 
     assert verify(root) == []
 
 
-_KILLED_WRITER = textwrap.dedent(
+# Child-process prelude: SIGKILL the process from inside the store's writer, right after the first array file
+# of the episode after ``KILL_AFTER`` committed ones, so the kill lands mid-write every time.
+KILL_MID_WRITE = textwrap.dedent(
     """
-    import sys, numpy as np
+    import os, signal
+    from pathlib import Path
+    import numpy as np
+    from wmlab.data import layout
+
+    _save = np.save
+
+    def save(path, arr, **kw):
+        _save(path, arr, **kw)
+        folder = Path(path).parent
+        committed = [d for d in folder.parent.iterdir() if not d.name.startswith(".")]
+        if folder.name.startswith(layout.TMP_PREFIX) and len(committed) == KILL_AFTER:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    np.save = save
+    """
+)
+
+_KILLED_WRITER = KILL_MID_WRITE + textwrap.dedent(
+    """
+    import sys
     from wmlab.data import EpisodeStore, make_flags
     store = EpisodeStore(sys.argv[1], "a")
-    i = 0
-    while True:
+    for i in range(10):
         T = 400
         img = np.full((T, 64, 64, 3), i % 256, np.uint8)
         store.add({"image": img, "reward": np.zeros(T, np.float32), **make_flags(T)}, {"i": i})
-        i += 1
-        print(i, flush=True)
     """
 )
 
 
 def test_sigkill_mid_write_loses_at_most_the_episode_being_written(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(root)], stdout=subprocess.PIPE, text=True)
-    try:
-        for _ in range(3):  # let it commit a few episodes, then kill it while it writes the next
-            assert proc.stdout.readline()
-        time.sleep(0.01)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc = subprocess.run([sys.executable, "-c", "KILL_AFTER = 3\n" + _KILLED_WRITER, str(root)], timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    (leftover,) = [p for p in (root / "episodes").iterdir() if p.name.startswith(".tmp-")]
+    assert [f.name for f in leftover.iterdir()] == ["image.npy"]  # it died with the 4th episode half written
     store = EpisodeStore(root)
-    assert len(store) >= 3
+    assert sorted(store.meta(e)["i"] for e in store.ids()) == [0, 1, 2]  # every committed episode is kept
     for eid in store.ids():
         i = store.meta(eid)["i"]
         assert (store.load(eid)["image"][::57] == i % 256).all()
     problems = verify(root)
-    assert all(p.kind == "leftover" for p in problems)  # at most the interrupted episode's temp folder
+    assert [p.kind for p in problems] == ["leftover"] and leftover.name in str(problems[0])
+    EpisodeStore(root, "a").add({"image": np.zeros((5, 64, 64, 3), np.uint8), "reward": np.zeros(5, np.float32),
+                                 **make_flags(5)}, {"i": 9})
+    assert len(EpisodeStore(root)) == 4  # the store takes new episodes after the crash
     verify(root, fix=True)
     assert not [p for p in (root / "episodes").iterdir() if p.name.startswith(".tmp-")]
 
