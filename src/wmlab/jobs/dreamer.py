@@ -185,7 +185,7 @@ def load_world_model(agent: Any, path: str) -> dict[str, Any]:
     prefix = "wm." if any(k.startswith("wm.") for k in tensors) else ""
     # A head whose target the source run's data lacked was never trained (the reward head of a model
     # pretrained on action-free video): it stays new rather than passing as learned.
-    run = step_dir.parent.parent if step_dir.parent.name == "checkpoints" else step_dir
+    run = _run_of(step_dir)
     source_keys = _read_spec(run / "spec.json").get("keys") if (run / "spec.json").exists() else None
     untrained = ("reward_head.",) if source_keys is not None and "reward" not in source_keys else ()
     # APV: a stacked model takes a pretrained action-free model's RSSM as its af_rssm.
@@ -214,6 +214,11 @@ def load_world_model(agent: Any, path: str) -> dict[str, Any]:
     others = sorted(name for name, _ in agent.named_children() if name != "wm")
     return {"path": str(step_dir), "loaded": len(loaded), "new": new, "mismatched": mismatched,
             "agent_new": others}
+
+
+def _run_of(step_dir: Path) -> Path:
+    """The run folder a resolved checkpoint folder belongs to (``<run>/checkpoints/<step>``)."""
+    return step_dir.parent.parent if step_dir.parent.name == "checkpoints" else step_dir
 
 
 def _spec_path(cfg: DreamerJobConfig) -> Path:
@@ -395,8 +400,7 @@ def _spec_of_init(cfg: DreamerJobConfig) -> dict[str, Any]:
     from wmlab.data.store import EpisodeStore
     from wmlab.train import checkpoint as ckpt
 
-    step_dir = ckpt.resolve(cfg.init)
-    run = step_dir.parent.parent if step_dir.parent.name == "checkpoints" else step_dir
+    run = _run_of(ckpt.resolve(cfg.init))
     if (run / "spec.json").exists():
         return _read_spec(run / "spec.json")
     if (run / "config.yaml").exists():

@@ -119,9 +119,7 @@ class WorldModel(nn.Module):
                 embed = self.embed(batch)
                 none = embed.new_zeros(*embed.shape[:2], 0)
                 af = self.af_rssm.observe(embed, none, is_first, sample=sample)
-            inputs = self.af_rssm.features(af[0])
-            if frozen:
-                inputs = inputs.detach()
+            inputs = self.af_rssm.features(af[0])  # made under no_grad while frozen: no gradient flows back
         post, prior = self.rssm.observe(inputs, self.actions(batch), is_first, state, prev_action, sample)
         return post, prior, af
 
