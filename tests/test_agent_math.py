@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,6 +67,27 @@ def test_continuous_action_dist_matches_torch_normal():
     torch.testing.assert_close(dist.log_prob(action), ref.log_prob(action))
     torch.testing.assert_close(dist.entropy(), ref.entropy())
     assert bool((dist.std >= 0.1).all() and (dist.std <= 1.0).all())
+
+
+def test_truncated_normal_action_dist_matches_scipy_and_is_reparameterised():
+    from scipy import stats
+
+    torch.manual_seed(0)
+    out = torch.cat([torch.tensor([[0.0, 2.5, -3.0]]), torch.tensor([[0.0, -1.0, -4.0]])], 1)  # means, stds
+    out.requires_grad_(True)
+    dist = ActionDist(out, discrete=False, min_std=0.1, max_std=1.0, dist="trunc_normal")
+    mean, std = dist.mean.detach().double().numpy()[0], dist.std.detach().double().numpy()[0]
+    ref = stats.truncnorm((-1 - mean) / std, (1 - mean) / std, loc=mean, scale=std)
+    x = torch.tensor([[0.3, 0.95, -0.999]])
+    np.testing.assert_allclose(dist.log_prob(x).item(), ref.logpdf(x.double().numpy()[0]).sum(), rtol=1e-4)
+    np.testing.assert_allclose(dist.entropy().item(), ref.entropy().sum(), rtol=1e-4)
+    # Samples stay in [-1, 1] and follow the truncated law; they are differentiable in mean and std.
+    many = ActionDist(out.expand(20000, 6), discrete=False, dist="trunc_normal").sample()
+    assert bool((many.abs() <= 1.0).all())
+    np.testing.assert_allclose(many.mean(0).detach().numpy(), ref.mean(), atol=0.02)
+    np.testing.assert_allclose(many.std(0).detach().numpy(), ref.std(), atol=0.02)
+    many.sum().backward()
+    assert bool((out.grad != 0).all())
 
 
 def test_discrete_action_dist_unimix_and_straight_through():

@@ -60,9 +60,10 @@ def behaviour_loss(agent, batch):
 
 
 @pytest.mark.parametrize("spec", [SPEC, DISCRETE], ids=["continuous", "discrete"])
-@pytest.mark.parametrize("grad", ["reinforce", "dynamics"])
-def test_actor_critic_sends_no_gradient_into_the_world_model(one_thread, spec, grad):
-    agent = agent_for(spec, **{"behavior.actor.grad": grad})
+@pytest.mark.parametrize("grad,dist", [("reinforce", "normal"), ("dynamics", "normal"),
+                                       ("dynamics", "trunc_normal"), ("auto", "trunc_normal")])
+def test_actor_critic_sends_no_gradient_into_the_world_model(one_thread, spec, grad, dist):
+    agent = agent_for(spec, **{"behavior.actor.grad": grad, "behavior.actor.dist": dist})
     loss, metrics = behaviour_loss(agent, batch_for(spec))
     loss.backward()
     assert no_grad(agent.wm), "the actor-critic loss reached the world model"
@@ -140,14 +141,33 @@ def test_full_loss_trains_every_part_and_slow_critic_follows(one_thread):
 def test_dreamerv2_preset_is_config_of_the_same_classes(one_thread):
     agent = agent_for(SPEC, "dreamerv2")
     cfg = agent.cfg
-    assert cfg.world_model.loss.kl_dyn == 0.8 and cfg.world_model.loss.kl_rep == 0.2
+    wl = cfg.world_model.loss
+    assert wl.kl_dyn == 0.8 and wl.kl_rep == 0.2 and wl.free_avg and wl.image == 0.5 and wl.proprio == 0.5
     assert cfg.world_model.reward_loss == "mse" and agent.wm.reward_head.out.out_features == 1
-    assert cfg.behavior.critic.loss == "mse" and cfg.behavior.actor.grad == "dynamics"
+    assert not cfg.world_model.proprio_symlog
+    assert cfg.behavior.critic.loss == "mse" and cfg.behavior.actor.dist == "trunc_normal"
     assert cfg.behavior.return_norm == "none" and cfg.world_model.heads.units == 400
     assert len(agent.task.actor.hidden) == 4
+    # actor.grad=auto: backprop through the dynamics for continuous actions, REINFORCE for discrete ones.
+    assert cfg.behavior.actor.grad == "auto" and agent.task.grad == "dynamics"
+    assert agent_for(DISCRETE, "dreamerv2").task.grad == "reinforce"
     loss, metrics = agent.loss(batch_for(SPEC))
     loss.backward()
     assert torch.isfinite(loss) and has_grad(agent.task.actor) and has_grad(agent.wm)
+
+
+def test_dynamics_gradient_reaches_the_actor_only_through_imagined_states_and_actions(one_thread):
+    # With the advantage detached (REINFORCE) the actor's gradient comes from log-probabilities alone; under
+    # dynamics it is the return's own derivative, so the two gradients differ on the same samples.
+    got = {}
+    for grad in ("reinforce", "dynamics"):
+        agent = agent_for(SPEC, **{"behavior.actor.grad": grad, "behavior.actor.dist": "trunc_normal",
+                                   "behavior.actor.entropy": 0.0})
+        torch.manual_seed(3)
+        behaviour_loss(agent, batch_for(SPEC))[0].backward()
+        got[grad] = torch.cat([g.flatten() for g in grads(agent.task.actor)])
+    assert got["reinforce"].abs().sum() > 0 and got["dynamics"].abs().sum() > 0
+    assert not torch.allclose(got["reinforce"], got["dynamics"])
 
 
 def test_plan2explore_ensemble_and_two_behaviours(one_thread):

@@ -11,6 +11,7 @@ from wmlab.nn import (
     ConvEncoder,
     TwoHot,
     categorical_entropy,
+    categorical_kl,
     conv_stages,
     kl_balance,
     mode_onehot,
@@ -109,6 +110,25 @@ def test_kl_balance_hand_computed_and_free_bits():
     assert dyn.item() == 1.0 and rep.item() == 1.0
     grads = torch.autograd.grad((0.5 * dyn + 0.1 * rep).sum(), [p, q], allow_unused=True)
     assert all(g is None or g.abs().sum() == 0 for g in grads)
+
+
+def test_free_bits_on_the_batch_mean_still_train_the_steps_below_the_threshold():
+    # Step 0 is below 1 nat (0.51), step 1 above (1.10): per step only step 1 gets gradient; on the mean
+    # (0.81, below 1) neither does; with a threshold under the mean, both do.
+    p = torch.stack([_logp([0.5, 0.5])[0], _logp([0.5, 0.5])[0]])
+    q = torch.stack([_logp([0.9, 0.1])[0], _logp([0.97, 0.03])[0]]).requires_grad_(True)
+
+    def prior_grad(**kw):
+        dyn, _, _ = kl_balance(p, q, **kw)
+        return torch.autograd.grad(dyn.sum(), q)[0].abs().sum((1, 2)), dyn
+
+    per_step, dyn = prior_grad(free_nats=1.0)
+    assert dyn.shape == (2,) and per_step[0] == 0 and per_step[1] > 0
+    on_mean, dyn = prior_grad(free_nats=1.0, free_avg=True)
+    assert dyn.shape == () and dyn.item() == 1.0 and on_mean.sum() == 0
+    on_mean, dyn = prior_grad(free_nats=0.5, free_avg=True)
+    assert bool((on_mean > 0).all())
+    assert dyn.item() == pytest.approx(categorical_kl(p, q).mean().item(), abs=1e-6)
 
 
 def test_kl_sums_over_latents_before_free_bits():

@@ -12,6 +12,7 @@ from wmlab.models import (
     make_config,
 )
 from wmlab.models.actions import RealActions
+from wmlab.nn import symlog
 
 SIZE = 16
 
@@ -149,6 +150,22 @@ def test_proprio_is_encoded_and_decoded():
     batch["proprio"] = torch.randn(2, 6, 4)
     loss, metrics = model.loss(batch)
     assert "proprio" in metrics and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("symlog_space", [True, False])
+def test_proprio_is_read_and_predicted_in_symlog_space_or_raw(symlog_space):
+    model = debug_model(proprio=True, proprio_symlog=symlog_space, spec=spec(proprio_dim=4))
+    batch = moving_squares(2, 6, seed=6)
+    batch["proprio"] = torch.randn(2, 6, 4) * 50.0
+    want = symlog(batch["proprio"]) if symlog_space else batch["proprio"]
+    seen, predicted = [], []
+    model.proprio_enc.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    model.proprio_dec.register_forward_hook(lambda m, args, out: predicted.append(out))
+    with torch.no_grad():
+        _, metrics = model.loss(batch)
+    torch.testing.assert_close(seen[0], want)  # what the encoder reads
+    target_loss = (predicted[0].float() - want).pow(2).sum(-1).mean()  # what the decoder is scored against
+    torch.testing.assert_close(metrics["proprio"], target_loss)
 
 
 def test_bf16_autocast_forward_backward():

@@ -55,8 +55,12 @@ class Behavior(nn.Module):
         self.discrete = discrete
         self.action_dim = action_dim
         a, c = cfg.actor, cfg.critic
-        if a.grad not in ("reinforce", "dynamics"):
-            raise ValueError(f"behavior.actor.grad={a.grad!r} must be reinforce or dynamics")
+        if a.grad not in ("reinforce", "dynamics", "auto"):
+            raise ValueError(f"behavior.actor.grad={a.grad!r} must be reinforce, dynamics or auto")
+        if a.dist not in ("normal", "trunc_normal"):
+            raise ValueError(f"behavior.actor.dist={a.dist!r} must be normal or trunc_normal")
+        # auto (DreamerV2): discrete samples have no useful pathwise gradient, continuous ones do.
+        self.grad = ("reinforce" if discrete else "dynamics") if a.grad == "auto" else a.grad
         if c.loss not in ("twohot", "mse"):
             raise ValueError(f"behavior.critic.loss={c.loss!r} must be twohot or mse")
         if cfg.horizon < 1:
@@ -72,7 +76,7 @@ class Behavior(nn.Module):
     # ------------------------------------------------------------------------------------------- parts
     def policy(self, feat: Tensor) -> ActionDist:
         a = self.cfg.actor
-        return ActionDist(self.actor(feat), self.discrete, a.min_std, a.max_std, a.unimix)
+        return ActionDist(self.actor(feat), self.discrete, a.min_std, a.max_std, a.unimix, a.dist)
 
     def _decode(self, out: Tensor) -> Tensor:
         return self.twohot.decode(out) if self.twohot else out.float().squeeze(-1)
@@ -132,7 +136,7 @@ class Behavior(nn.Module):
         """
         cfg = self.cfg
         start = start.detach()
-        dynamics = cfg.actor.grad == "dynamics"
+        dynamics = self.grad == "dynamics"
         with frozen(wm, *frozen_modules):
             grad_ctx = contextlib.nullcontext() if dynamics else torch.no_grad()
             with grad_ctx:

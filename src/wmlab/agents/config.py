@@ -5,8 +5,9 @@ world model (:mod:`wmlab.models.config`): REINFORCE actor gradients for every ac
 critic over symlog bins with a slow EMA critic as regulariser, returns normalised by their 5th–95th
 percentile range, horizon 15, discount 0.997. ``dreamerv2`` (Hafner et al. 2021,
 https://arxiv.org/abs/2010.02193) is a preset of the same classes, the baseline of the video-pretraining
-papers: backprop through the dynamics for continuous actions, MSE reward and critic, KL balance 0.8,
-4×400 ELU heads, no return normalisation.
+papers: backprop through the dynamics for continuous actions and REINFORCE for discrete ones, a truncated
+Normal actor, MSE reward and critic, unit-variance Gaussian image and proprio losses on raw values, KL balance
+0.8 with free bits on the batch mean, 4×400 ELU heads, no return normalisation.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from wmlab.models.config import WorldModelConfig, doc
 class ActorConfig:
     layers: int = doc(2, "hidden layers of the actor MLP")
     units: int = doc(512, "hidden units per layer")
-    grad: Literal["reinforce", "dynamics"] = doc(
+    grad: Literal["reinforce", "dynamics", "auto"] = doc(
         "reinforce", "reinforce: score-function gradient with the critic as baseline (DreamerV3, any action "
-                     "space); dynamics: backprop returns through the frozen world model (DreamerV2 on DMC)")
+                     "space); dynamics: backprop returns through the frozen world model; auto: dynamics for "
+                     "continuous and reinforce for discrete actions (DreamerV2)")
+    dist: Literal["normal", "trunc_normal"] = doc(
+        "normal", "continuous actions: normal (DreamerV3; the env clips samples to [-1, 1]) or trunc_normal, "
+                  "a Normal truncated to [-1, 1] (DreamerV2)")
     entropy: float = doc(3e-4, "scale of the entropy bonus")
     out_scale: float = doc(0.01, "init scale of the output layer: near-zero starts every state at mean 0 and "
                                  "the widest std, instead of a random per-state bias")
@@ -115,7 +120,9 @@ DREAMERV2_WORLD_MODEL: dict[str, Any] = {
     "cnn": {"depth": 48},
     "heads": _heads(4, 400),
     "norm": False, "act": "elu", "reward_loss": "mse",
-    "loss": {"kl_dyn": 0.8, "kl_rep": 0.2, "free_nats": 1.0},
+    # Gaussian log-likelihoods of unit variance: ½·Σ squared error for image and proprio, on raw proprio.
+    "loss": {"kl_dyn": 0.8, "kl_rep": 0.2, "free_nats": 1.0, "free_avg": True, "image": 0.5, "proprio": 0.5},
+    "proprio_symlog": False,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -135,7 +142,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "world_model": DREAMERV2_WORLD_MODEL,
         "behavior": {
             "discount": 0.99, "return_norm": "none",
-            "actor": {**_heads(4, 400), "grad": "dynamics", "entropy": 1e-4, "lr": 8e-5, "unimix": 0.0},
+            "actor": {**_heads(4, 400), "grad": "auto", "dist": "trunc_normal", "entropy": 1e-4, "lr": 8e-5,
+                      "unimix": 0.0},
             "critic": {**_heads(4, 400), "loss": "mse", "slow_rate": 1.0, "slow_every": 100, "slow_reg": 0.0,
                        "returns_from": "slow", "lr": 8e-5},
         },

@@ -65,13 +65,23 @@ class ReturnNorm(nn.Module):
 
 
 class ActionDist:
-    """The policy's distribution over one action: a Normal for continuous actions (mean tanh-bounded,
-    std in ``[min_std, max_std]``), a unimix categorical for discrete ones (one-hot samples with
-    straight-through gradient). ``sample`` is reparameterised where the action space allows it."""
+    """The policy's distribution over one action.
+
+    Continuous actions: a Normal (DreamerV3) or a Normal truncated to ``[-1, 1]`` (DreamerV2's
+    ``trunc_normal``), each with its mean tanh-bounded and its std in ``[min_std, max_std]``. Discrete
+    actions: a unimix categorical with one-hot samples and straight-through gradient. ``sample`` is
+    reparameterised where the action space allows it: the truncated Normal draws by its inverse CDF, so
+    a sample is a differentiable function of mean and std.
+    """
+
+    _EPS = 1e-6  # keeps the inverse CDF off 0 and 1, where its derivative is infinite
 
     def __init__(self, out: Tensor, discrete: bool, min_std: float = 0.1, max_std: float = 1.0,
-                 unimix: float = 0.01) -> None:
+                 unimix: float = 0.01, dist: str = "normal") -> None:
+        if dist not in ("normal", "trunc_normal"):
+            raise ValueError(f"actor dist={dist!r} must be normal or trunc_normal")
         self.discrete = discrete
+        self.truncated = dist == "trunc_normal" and not discrete
         with float32(out):
             out = out.float()
             if discrete:
@@ -83,14 +93,23 @@ class ActionDist:
                 mean, std = out.chunk(2, -1)
                 self.mean = torch.tanh(mean)
                 self.std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
+                if self.truncated:  # standardised bounds α, β and the mass Z = Φ(β) - Φ(α) inside them
+                    self.alpha = (-1.0 - self.mean) / self.std
+                    self.beta = (1.0 - self.mean) / self.std
+                    self.cdf_alpha = torch.special.ndtr(self.alpha)
+                    self.mass = (torch.special.ndtr(self.beta) - self.cdf_alpha).clamp_min(self._EPS)
 
     def sample(self) -> Tensor:
-        """``[..., A]``: a reparameterised Normal sample, or a straight-through one-hot."""
+        """``[..., A]``: a reparameterised (truncated) Normal sample, or a straight-through one-hot."""
         if self.discrete:
             probs = self.logp.exp()
             index = torch.multinomial(probs.detach().flatten(0, -2), 1).view(probs.shape[:-1])
             hard = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
             return hard + probs - probs.detach()
+        if self.truncated:
+            u = self.cdf_alpha + torch.rand_like(self.mean) * self.mass
+            z = torch.special.ndtri(u.clamp(self._EPS, 1.0 - self._EPS))
+            return (self.mean + self.std * z).clamp(-1.0, 1.0)
         return self.mean + self.std * torch.randn_like(self.mean)
 
     def mode(self) -> Tensor:
@@ -98,7 +117,7 @@ class ActionDist:
             probs = self.logp.exp()
             hard = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
             return hard + probs - probs.detach()
-        return self.mean
+        return self.mean  # inside (-1, 1): also the truncated Normal's mode
 
     def log_prob(self, action: Tensor) -> Tensor:
         """``[...]`` log-probability of actions ``[..., A]`` (one-hot for discrete)."""
@@ -106,9 +125,17 @@ class ActionDist:
         if self.discrete:
             return (self.logp * action).sum(-1)
         z = (action - self.mean) / self.std
-        return (-0.5 * z * z - torch.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = -0.5 * z * z - torch.log(self.std) - 0.5 * math.log(2 * math.pi)
+        if self.truncated:
+            logp = logp - torch.log(self.mass)
+        return logp.sum(-1)
 
     def entropy(self) -> Tensor:
         if self.discrete:
             return -(self.logp.exp() * self.logp).sum(-1)
-        return (torch.log(self.std) + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+        ent = torch.log(self.std) + 0.5 * math.log(2 * math.pi * math.e)
+        if self.truncated:  # H = log(√(2πe)·σ·Z) + (α·φ(α) - β·φ(β)) / (2Z)
+            pdf = lambda x: torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
+            ent = ent + torch.log(self.mass) + (self.alpha * pdf(self.alpha) - self.beta * pdf(self.beta)) / (
+                2 * self.mass)
+        return ent.sum(-1)

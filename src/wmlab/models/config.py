@@ -57,6 +57,8 @@ class LossConfig:
     kl_dyn: float = doc(0.5, "scale of KL(sg(post)‖prior): trains the prior")
     kl_rep: float = doc(0.1, "scale of KL(post‖sg(prior)): regularises the posterior")
     free_nats: float = doc(1.0, "free bits: KL terms below this (nats per step) are clamped and send no gradient")
+    free_avg: bool = doc(False, "apply free bits to the KL averaged over the batch (DreamerV2) instead of to every "
+                                "step (DreamerV3)")
 
 
 @dataclass
@@ -113,6 +115,8 @@ class WorldModelConfig:
                             "context frame)")
     image_size: tuple[int, ...] = doc((), "expected (H, W); empty takes it from the data spec")
     proprio: bool = doc(False, "also encode and reconstruct the batch's proprio vector")
+    proprio_symlog: bool = doc(True, "encode and reconstruct proprio in symlog space (DreamerV3); false: raw "
+                                     "values (DreamerV2)")
     context: ContextConfig = field(default_factory=ContextConfig, metadata={"doc": "codec=contextwm settings"})
     latent_action: LatentActionConfig = field(default_factory=LatentActionConfig,
                                               metadata={"doc": "action_input=prelar settings"})

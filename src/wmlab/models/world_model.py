@@ -92,8 +92,13 @@ class WorldModel(nn.Module):
         """Frames (and proprio) ``[B,T,...]`` → posterior inputs ``[B,T,E]``."""
         x = self.codec.encode(batch["image"])
         if self.proprio_enc is not None:
-            x = torch.cat([x, self.proprio_enc(symlog(batch["proprio"].float())).to(x.dtype)], -1)
+            x = torch.cat([x, self.proprio_enc(self._proprio(batch)).to(x.dtype)], -1)
         return x
+
+    def _proprio(self, batch: dict[str, Tensor]) -> Tensor:
+        """The proprio vector as the encoder reads it and the decoder predicts it."""
+        x = batch["proprio"].float()
+        return symlog(x) if self.cfg.proprio_symlog else x
 
     def observe(self, batch: dict[str, Tensor], state: State | None = None, prev_action: Tensor | None = None,
                 sample: bool = True) -> tuple[State, State]:
@@ -190,16 +195,16 @@ class WorldModel(nn.Module):
         post, prior, af = self._observe(batch)
         self.last_af_post = af[0].detach() if af is not None else None  # APV's bonus reads it, frozen or not
         c = self.cfg.loss
-        dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats)  # [B,T] each
+        dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats, c.free_avg)  # [B,T] each (scalars with free_avg)
         if af is not None and not frozen:  # the action-free model keeps learning its own prior
-            af_dyn, af_rep, _ = kl_balance(af[0].logits, af[1].logits, c.free_nats)
+            af_dyn, af_rep, _ = kl_balance(af[0].logits, af[1].logits, c.free_nats, c.free_avg)
             dyn, rep = dyn + af_dyn, rep + af_rep
         feat = self.features(post)  # [B,T,F]
         terms: dict[str, tuple[float, Tensor]] = {}
         image = batch["image"]
         terms["image"] = (c.image, self.codec.loss(self.codec.decode(feat, image), image))
         if self.proprio_dec is not None:
-            target = symlog(batch["proprio"].float())
+            target = self._proprio(batch)
             terms["proprio"] = (c.proprio, mse_sum(self.proprio_dec(feat), target, 1))
         if "reward" in batch:
             terms["reward"] = (c.reward, self.reward_loss(feat, batch["reward"]))

@@ -138,19 +138,24 @@ def categorical_entropy(logp: Tensor) -> Tensor:
         return -(logp.exp() * logp).sum((-2, -1))
 
 
-def kl_balance(post: Tensor, prior: Tensor, free_nats: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+def kl_balance(post: Tensor, prior: Tensor, free_nats: float = 1.0,
+               free_avg: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """DreamerV3's KL terms from posterior and prior log-probabilities ``[..., S, K]``.
 
-    Returns ``(dyn, rep, kl)`` each ``[...]``:
+    Returns ``(dyn, rep, kl)``:
     ``dyn = max(free, KL(sg(post)‖prior))`` trains the prior toward the posterior;
-    ``rep = max(free, KL(post‖sg(prior)))`` makes the posterior predictable; ``kl`` is the raw value.
+    ``rep = max(free, KL(post‖sg(prior)))`` makes the posterior predictable; ``kl`` is the raw value ``[...]``.
     Below ``free_nats`` a term is constant, so it sends no gradient: the model is not pushed to squeeze
-    out information it needs once the KL is already small.
+    out information it needs once the KL is already small. The clamp applies to every step (``dyn`` and
+    ``rep`` are ``[...]``, DreamerV3) or, with ``free_avg``, once to the mean over all steps (scalars,
+    DreamerV2): there, steps below the threshold still get gradient while the average is above it.
     """
     kl = categorical_kl(post, prior)
-    dyn = categorical_kl(post.detach(), prior).clamp_min(free_nats)
-    rep = categorical_kl(post, prior.detach()).clamp_min(free_nats)
-    return dyn, rep, kl.detach()
+    dyn = categorical_kl(post.detach(), prior)
+    rep = categorical_kl(post, prior.detach())
+    if free_avg:
+        dyn, rep = dyn.mean(), rep.mean()
+    return dyn.clamp_min(free_nats), rep.clamp_min(free_nats), kl.detach()
 
 
 def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
