@@ -160,3 +160,65 @@ def test_bf16_autocast():
         assert torch.isfinite(metrics["latent_action_nce"])
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+DISCRETE_LA = {"latent_action.codes": 6}
+
+
+def test_discrete_latent_actions_are_codes_and_train_through_the_quantiser():
+    m = model(spec(), **DISCRETE_LA)
+    vq = m.actions.lam.vq
+    batch = squares(3, 5, seed=7, with_action=False)
+    batch["is_first"][1, 3] = True  # a second episode starts inside row 1: transition 2 → 3 is no transition
+    embed_before = vq.embed.clone()
+    loss, metrics = m.loss(batch)
+    assert torch.isfinite(loss) and metrics["latent_action_commit"] > 0
+    assert not torch.equal(vq.embed, embed_before)  # a training forward moves the EMA codebook
+    embed_before = vq.embed.clone()
+    with torch.no_grad():  # ... and one without gradient does not; every real transition gets one of its codes
+        z = m.actions.infer(batch)[0]
+    valid = torch.ones(3, 4, dtype=torch.bool)
+    valid[1, 2] = False
+    dist = torch.cdist(z[:, :-1][valid], vq.embed)  # [N, codes]
+    assert bool((dist.min(-1).values < 1e-5).all()) and torch.equal(vq.embed, embed_before)
+    assert torch.equal(z[1, 2], torch.zeros(4)) and torch.equal(z[:, -1], torch.zeros(3, 4))
+    # Straight-through: the world-model loss (the RSSM reads the codes) and the contrastive and commitment
+    # terms each reach the LAM's frame encoder and inference MLP.
+    for name in ("latent_action_nce", "latent_action_commit"):
+        m.zero_grad()
+        m.actions.aux_losses(batch)[name][1].backward()
+        for part in ("frames", "infer"):
+            g = [p.grad for n, p in m.named_parameters() if n.startswith(f"actions.lam.{part}.")]
+            assert g and all(x is not None for x in g) and sum(x.abs().sum() for x in g) > 0, (name, part)
+    m.zero_grad()
+    kl_and_recon = m.loss(batch)[0] - sum(m.actions.aux_losses(batch)[n][1] for n in
+                                           ("latent_action_nce", "latent_action_commit"))
+    kl_and_recon.backward()
+    assert sum(p.grad.abs().sum() for n, p in m.named_parameters()
+               if n.startswith("actions.lam.infer.") and p.grad is not None) > 0
+
+
+def test_discrete_latent_actions_pretrain_then_finetune_onto_the_same_codes():
+    pre = model(spec(), **DISCRETE_LA)
+    pre.loss(squares(3, 5, seed=8, with_action=False))  # moves the codebook away from its initial state
+    fine = model(spec(action_dim=2), seed=1, **DISCRETE_LA)
+    fine.load_state_dict(pre.state_dict(), strict=False)
+    assert torch.equal(fine.actions.lam.vq.embed, pre.actions.lam.vq.embed)
+    batch = squares(3, 5, seed=9)
+    encoded = fine.actions(batch)
+    torch.testing.assert_close(encoded.norm(dim=-1), torch.ones(3, 5))  # on the codes' unit sphere
+    opt = torch.optim.Adam(fine.actions.action_encoder.parameters(), lr=1e-2)
+    align = []
+    for _ in range(30):
+        loss = fine.actions.aux_losses(batch)["latent_action_align"][1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        align.append(loss.item())
+    assert align[-1] < 0.5 * align[0], align
+
+
+@pytest.mark.parametrize("codes", [-1, 1])
+def test_bad_code_count_is_a_clear_error(codes):
+    with pytest.raises(ValueError, match="latent_action.codes"):
+        model(spec(), **{"latent_action.codes": codes})

@@ -7,6 +7,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from wmlab import api, jobs
 from wmlab import config as C
@@ -15,6 +16,7 @@ from wmlab.agents.intrinsic import VideoBonus
 from wmlab.config import ConfigError
 from wmlab.jobs.dreamer import load_world_model
 from wmlab.models import WorldModel, make_config
+from wmlab.train.checkpoint import resolve
 
 SPEC = {"image": (16, 16, 3), "action_dim": 2, "action_discrete": False, "num_actions": None, "proprio_dim": None}
 
@@ -153,9 +155,11 @@ def test_methods_are_config_and_errors_are_clear(tmp_path):
     assert cfg.method == "none" and not cfg.agent.world_model.stack
 
 
-def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, frames_store, one_thread):
+@pytest.mark.parametrize("codes", [0, 4], ids=["continuous", "discrete"])
+def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, frames_store, one_thread, codes):
     pre = tmp_path / "pre"
-    sizes = {"model.latent_action.dim": 4, "model.latent_action.depth": 4, "model.latent_action.units": 32}
+    sizes = {"model.latent_action.dim": 4, "model.latent_action.depth": 4, "model.latent_action.units": 32,
+             "model.latent_action.codes": codes}
     out = api.train("pretrain", preset="debug", method="prelar", data=str(frames_store), run_dir=str(pre),
                     **{"trainer.steps": 3, "trainer.ckpt_every": 3, "trainer.eval_every": 0, **sizes})
     assert "train/latent_action_nce" in out
@@ -167,6 +171,10 @@ def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, 
     # New: the action encoder, and the reward head, which pretraining on video had no reward to train.
     assert any(n.startswith("actions.action_encoder.") for n in report["new"])
     assert all(n.startswith(("actions.action_encoder.", "reward_head.")) for n in report["new"])
+    if codes:  # the pretrained codebook came along
+        saved = load_file(str(resolve(pre) / "model.safetensors"))
+        key = next(k for k in saved if k.endswith("actions.lam.vq.embed"))
+        torch.testing.assert_close(agent.wm.actions.lam.vq.embed, saved[key])
     loss, metrics = agent.loss({**batch_for(), "image": batch_for()["image"], "action": torch.rand(2, 6, 1)})
     assert "wm/latent_action_align" in metrics and torch.isfinite(loss)
     obs = {"image": np.zeros((16, 16, 3), np.uint8)}

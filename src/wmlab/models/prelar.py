@@ -12,6 +12,10 @@ a projection of ``z_t``, keys a projection of the frame-embedding change ``e_{t+
 similarities over a temperature, cross-entropy (both directions) with the matching transition as positive.
 Unlike the original code's ``sign()``-based loss, its gradient is real and reaches every LAM parameter.
 
+Latent actions are continuous (``tanh`` of the LAM's output) or, with ``latent_action.codes=N``, discrete:
+the output is quantised to the nearest of ``N`` unit-norm codes (EMA codebook, straight-through gradient,
+a commitment loss ``latent_action_commit``), and encoded real actions are unit-norm vectors aligned to them.
+
 The mode follows the data spec at construction: actions in the spec → fine-tuning, none → pretraining.
 The LAM's parameters (``lam.*``) are named identically in both modes, so a pretrained checkpoint's LAM
 loads into a fine-tuning model; ``action_encoder.*`` exists only in fine-tuning mode.
@@ -36,6 +40,7 @@ from torch import Tensor, nn
 from wmlab.models.actions import ACTION_INPUTS, ActionInput, BatchError, _batch_shape
 from wmlab.models.config import WorldModelConfig
 from wmlab.nn.blocks import MLP, ConvEncoder, compute_dtype
+from wmlab.nn.st import VectorQuantizer
 
 MAX_NCE = 512  # transitions in one InfoNCE batch; larger batches are subsampled
 
@@ -53,6 +58,7 @@ class LatentActionModel(nn.Module):
         self.query = MLP(la.dim, la.units, 1, la.units, cfg.norm, cfg.act)
         self.key = MLP(e, la.units, 1, la.units, cfg.norm, cfg.act)
         self.dim = la.dim
+        self.vq = VectorQuantizer(la.codes, la.dim, la.beta) if la.codes > 0 else None
 
     def embed(self, image: Tensor) -> Tensor:
         """uint8 ``[B,T,H,W,C]`` → ``[B,T,E]`` (every frame once)."""
@@ -61,12 +67,22 @@ class LatentActionModel(nn.Module):
         x = (x - 127.5) * (1.0 / 255.0)  # out of place: never writes into the batch
         return self.frames(x).reshape(*lead, -1)
 
-    def latent(self, embed: Tensor, valid: Tensor) -> Tensor:
-        """Embeddings ``[B,T,E]`` and transition mask ``[B,T-1]`` → latent actions ``[B,T,D]`` (float32)."""
+    def latent(self, embed: Tensor, valid: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Embeddings ``[B,T,E]`` and transition mask ``[B,T-1]`` → latent actions ``[B,T,D]`` (float32) and,
+        for discrete latent actions, the commitment loss (scalar; ``None`` when continuous)."""
         cur, nxt = embed[:, :-1], embed[:, 1:]
-        z = torch.tanh(self.infer(torch.cat([cur, nxt - cur], -1)).float())  # [B,T-1,D]
-        z = z * valid.unsqueeze(-1).to(z.dtype)
-        return torch.cat([z, z.new_zeros(z.shape[0], 1, z.shape[-1])], 1)
+        out = self.infer(torch.cat([cur, nxt - cur], -1)).float()  # [B,T-1,D]
+        commit = None
+        if self.vq is None:
+            z = torch.tanh(out) * valid.unsqueeze(-1).to(out.dtype)
+        else:  # only real transitions are quantised and move the codebook
+            z = out.new_zeros(out.shape)
+            if bool(valid.any()):
+                z[valid], _, stats = self.vq(out[valid])
+                commit = stats["commit"]
+            else:
+                commit = out.sum() * 0.0
+        return torch.cat([z, z.new_zeros(z.shape[0], 1, z.shape[-1])], 1), commit
 
     def nce(self, embed: Tensor, z: Tensor, valid: Tensor, temperature: float) -> Tensor:
         """InfoNCE over the valid transitions of the batch (scalar, float32): ``z_t`` must identify
@@ -95,6 +111,8 @@ class LatentActions(ActionInput):
         la = cfg.latent_action
         if la.dim <= 0:
             raise ValueError(f"latent_action.dim={la.dim} must be positive")
+        if la.codes < 0 or la.codes == 1:
+            raise ValueError(f"latent_action.codes={la.codes} must be 0 (continuous latent actions) or at least 2")
         if la.temperature <= 0:
             raise ValueError(f"latent_action.temperature={la.temperature} must be positive")
         if spec.get("image") is None:
@@ -112,7 +130,7 @@ class LatentActions(ActionInput):
         self.action_encoder: MLP | None = None
         if self.finetune:
             self.action_encoder = MLP(self.action_size, la.dim, la.layers, la.units, cfg.norm, cfg.act)
-        self._cache: tuple[tuple[Any, ...], Tensor, Tensor, Tensor] | None = None
+        self._cache: tuple[tuple[Any, ...], Tensor, Tensor, Tensor, Tensor | None] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # The cache holds a weak reference and non-leaf tensors: never copy or pickle it.
@@ -130,7 +148,12 @@ class LatentActions(ActionInput):
 
     def infer(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """``(z [B,T,D], embed [B,T,E], valid [B,T-1])`` of the batch's frames; reuses the last result when
-        called again on the same (unmodified) image tensor under the same grad/autocast mode."""
+        called again on the same (unmodified) image tensor under the same grad/autocast mode (so a discrete
+        codebook moves once per batch)."""
+        z, embed, valid, _ = self._infer(batch)
+        return z, embed, valid
+
+    def _infer(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         if "image" not in batch:
             raise BatchError("batch has no 'image' key; action_input=prelar infers latent actions from frames")
         image = batch["image"]
@@ -138,17 +161,17 @@ class LatentActions(ActionInput):
             raise BatchError(f"batch 'image' has shape {tuple(image.shape)}; expected [B,T,H,W,C]")
         key = self._key(image)
         if self._cache is not None:
-            old, z, embed, valid = self._cache
+            old, *result = self._cache
             if old[0]() is image and old[1:] == key[1:]:
-                return z, embed, valid
+                return tuple(result)  # type: ignore[return-value]
         b, t = image.shape[:2]
         valid = torch.ones(b, max(t - 1, 0), dtype=torch.bool, device=image.device)
         if "is_first" in batch:  # o_{t+1} starting a new episode is no successor of o_t
             valid = valid & ~batch["is_first"][:, 1:].to(device=image.device, dtype=torch.bool)
         embed = self.lam.embed(image)
-        z = self.lam.latent(embed, valid)
-        self._cache = (key, z, embed, valid)
-        return z, embed, valid
+        z, commit = self.lam.latent(embed, valid)
+        self._cache = (key, z, embed, valid, commit)
+        return z, embed, valid, commit
 
     def encode(self, action: Tensor) -> Tensor:
         """Real actions → latent actions ``[..., D]``: continuous ``[..., A]``; discrete as int indices
@@ -170,7 +193,8 @@ class LatentActions(ActionInput):
                 raise BatchError(f"action has {action.shape[-1]} dims but the model was built for "
                                  f"{self.action_size}")
             x = action
-        return torch.tanh(self.action_encoder(x.float()).float())
+        out = self.action_encoder(x.float()).float()
+        return torch.tanh(out) if self.lam.vq is None else F.normalize(out, dim=-1)  # where the codes live
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         if not self.finetune:
@@ -193,9 +217,11 @@ class LatentActions(ActionInput):
 
     # --------------------------------------------------------------------------------------------- losses
     def aux_losses(self, batch: dict[str, Tensor]) -> dict[str, tuple[float, Tensor]]:
-        z, embed, valid = self.infer(batch)
+        z, embed, valid, commit = self._infer(batch)
         self._cache = None  # consumed: do not keep the graph alive past the loss
         terms = {"latent_action_nce": (self.scale_nce, self.lam.nce(embed, z, valid, self.temperature))}
+        if commit is not None:
+            terms["latent_action_commit"] = (1.0, commit)  # β is inside
         if self.finetune and "action" in batch:
             action = batch["action"][:, :-1]
             err = (self.encode(action) - z[:, :-1].detach()).pow(2).mean(-1)  # [B,T-1]
