@@ -419,3 +419,66 @@ def test_compiled_update_traces_once_and_trains(tmp_path, one_thread, monkeypatc
     assert counter.frame_count == graphs, f"recompiled: {graphs} graphs after update 1, {counter.frame_count} after 4"
     assert last["step"] == 4 and np.isfinite([first["train/loss"], last["train/loss"]]).all()
     assert all(not torch.equal(b, p) for b, p in zip(before, agent.wm.parameters()))
+
+
+def test_cli_dreamer_with_plan2explore_on_metaworld_logs_success_and_tensorboard_videos(tmp_path, capsys,
+                                                                                         one_thread):
+    """`wmlab train dreamer` online with agent.explore=plan2explore on a task with a success signal, then
+    `wmlab eval`: the explorer collects the agent's episodes, success rates reach the logs, TensorBoard
+    gets the eval and open-loop video strips."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wmlab.cli import main
+
+    run = tmp_path / "runs" / "p2e"
+    code = main(["train", "dreamer", "preset=debug", "env=metaworld:reach", f"run_dir={run}", "env_steps=120",
+                 "prefill=40", "time_limit=20", "eval.every=60", "eval.episodes=1", "agent.explore=plan2explore",
+                 "trainer.tensorboard=true"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    store = EpisodeStore(run / "replay")
+    policies = [store.meta(e)["policy"] for e in store.ids()]
+    assert policies[0] == "random" and "explore" in policies and "task" not in policies
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("episode/success" in r for r in rows) and [r["env_step"] for r in rows if "eval/success" in r]
+    assert any("train/explore/actor_loss" in r for r in rows) and any("train/task/actor_loss" in r for r in rows)
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert {"eval/policy", "eval/open_loop"} <= set(acc.Tags()["images"])
+    assert "eval/success" in acc.Tags()["scalars"]
+
+    code = main(["eval", str(run), "episodes=2", "videos=1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["episodes"] == 2 and 0.0 <= result["success"] <= 1.0 and len(result["videos"]) == 1
+    with open(tmp_path / "runs" / "results.csv") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["run"] == str(run) and row["success"] != ""
+
+
+@pytest.mark.parametrize("spec", [SPEC, DISCRETE], ids=["continuous", "discrete"])
+def test_bf16_dreamer_update_trains_every_part_with_finite_fp32_losses(tmp_path, one_thread, spec):
+    from wmlab.train import Trainer, TrainerConfig
+
+    def batches():
+        seed = 0
+        while True:
+            yield batch_for(spec, seed=seed)
+            seed += 1
+
+    agent = agent_for(spec, **{"explore": "plan2explore"})
+    parts = {"world model": agent.wm, "task actor": agent.task.actor, "task critic": agent.task.critic,
+             "explore actor": agent.explorer.actor, "ensemble": agent.ensemble}
+    before = {name: [p.detach().clone() for p in m.parameters()] for name, m in parts.items()}
+    config = TrainerConfig(steps=3, lr=1e-3, precision="bf16", ckpt_every=0, progress=False, tensorboard=False)
+    with Trainer(agent, batches(), config, tmp_path, optimizer_groups=agent.optimizer_groups()) as trainer:
+        out = trainer.fit()
+    assert out["step"] == 3 and out["skipped_steps"] == 0 and np.isfinite(out["train/loss"])
+    for name, m in parts.items():
+        moved = [not torch.equal(b, p) for b, p in zip(before[name], m.parameters())]
+        assert any(moved), f"{name} did not train under bf16"
+        assert all(p.dtype == torch.float32 for p in m.parameters()), f"{name} master weights are not fp32"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = agent.loss(batch_for(spec, seed=99))
+    assert loss.dtype == torch.float32 and all(torch.isfinite(v) for v in metrics.values())
