@@ -122,3 +122,25 @@ def test_decode_without_frames_raises():
         model.decode(features(model))
     with pytest.raises(ValueError, match="contextwm"):
         model.decode(features(model, b=3), batch_for()["image"])
+
+
+def test_training_takes_one_uniformly_random_frame_per_clip_as_context():
+    model = model_for().train()
+    b, t = 3, 6
+    frames = torch.arange(t, dtype=torch.uint8).view(1, t, 1, 1, 1).expand(b, t, 16, 16, 3).clone()  # frame i = i
+    torch.manual_seed(0)
+    picks = torch.stack([model.codec.context_frame(frames)[:, 0, 0, 0] for _ in range(600)])  # [600, b]
+    for row in range(b):  # every frame of the clip is drawn, about equally often
+        counts = torch.bincount(picks[:, row].long(), minlength=t)
+        assert bool((counts > 600 / t * 0.6).all()), counts
+    assert bool((picks[:, 0] != picks[:, 1]).any())  # rows draw independently
+    model.eval()
+    assert torch.equal(model.codec.context_frame(frames)[:, 0, 0, 0], torch.full((b,), t - 1, dtype=torch.uint8))
+
+    # The world-model loss hands the decoder the batch's own clip to draw the context from.
+    seen = []
+    real = model.codec.context_frame
+    model.codec.context_frame = lambda x: (seen.append(x), real(x))[1]
+    batch = batch_for(t=t)
+    model.train().loss(batch)
+    assert len(seen) == 1 and torch.equal(seen[0], batch["image"])
