@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_world_model import (  # noqa: E402
     add_modes_argument,
+    apply_memory,
     device_name,
     selected_modes,
     synthetic_batch,
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "dreamer.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)
     quick = args.quick
     b, t = (2, 8) if quick else (16, 64)
@@ -152,7 +154,7 @@ def main() -> None:
                       f"(wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
                       file=sys.stderr, flush=True)
     threads = f"{torch.get_num_threads()} threads, " if device.type == "cpu" else ""
-    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}" + (" — QUICK (not a measurement)" if quick else ""), "",
+    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}" + (" — QUICK (not a measurement)" if quick else ""), "",
              "| preset | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
              "imagined steps/s |", "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
@@ -163,7 +165,7 @@ def main() -> None:
     print("\n" + table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"quick": quick, "batch": b, "length": t, "steps": steps, "threads": torch.get_num_threads(),
+    meta = {"quick": quick, "batch": b, "length": t, "steps": steps, "threads": torch.get_num_threads(), "memory": memory,
             "cpus": os.cpu_count(), "device": device_name(device), "torch": torch.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

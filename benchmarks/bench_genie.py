@@ -28,7 +28,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_modes_argument, cpu_name, make_step, selected_modes  # noqa: E402
+from bench_world_model import add_modes_argument, apply_memory, cpu_name, make_step, selected_modes  # noqa: E402
 
 SPEC = {"image": (64, 64, 3), "action_discrete": True, "num_actions": 15}
 
@@ -64,6 +64,7 @@ def main() -> None:
     add_modes_argument(parser)
     parser.add_argument("--out", default=str(HERE / "results" / "genie.json"))
     args = parser.parse_args()
+    memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)
     from wmlab.models.genie import GenieStream, count_parameters
 
@@ -115,7 +116,7 @@ def main() -> None:
     order = {name: i for i, name in enumerate(["debug", "tiny", "small", "paper"])}
     for rows in (train_rows, gen_rows, sizes):
         rows.sort(key=lambda r: order.get(r["preset"], len(order)))
-    head = (f"{torch.get_num_threads()} threads, {cpu_name()}, torch {torch.__version__}"
+    head = (f"{torch.get_num_threads()} threads, {cpu_name()}, {memory}, torch {torch.__version__}"
             + (" — QUICK (not a measurement)" if args.quick else ""))
     lines = [f"Genie on 64×64 frames, {head}", "",
              "| preset | tokenizer | latent actions | dynamics |", "|---|---:|---:|---:|"]
@@ -135,7 +136,7 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": {"quick": args.quick, "threads": torch.get_num_threads(), "cpu": cpu_name(),
+    out.write_text(json.dumps({"meta": {"quick": args.quick, "threads": torch.get_num_threads(), "cpu": cpu_name(), "memory": memory,
                                         "torch": torch.__version__,
                                         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
                                "sizes": sizes, "train": train_rows, "generate": gen_rows}, indent=1))

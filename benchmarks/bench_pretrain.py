@@ -23,7 +23,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_modes_argument, cpu_name, selected_modes  # noqa: E402
+from bench_world_model import add_modes_argument, apply_memory, cpu_name, selected_modes  # noqa: E402
 
 
 
@@ -36,6 +36,7 @@ def main() -> None:
     add_modes_argument(parser)
     parser.add_argument("--out", default=str(HERE / "results" / "pretrain.json"))
     args = parser.parse_args()
+    memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)
 
     from wmlab import config as C
@@ -79,7 +80,7 @@ def main() -> None:
                          "frames_per_s": b * t / sec})
             print(f"  {method} {mode}: {b * t / sec:.0f} frames/s", file=sys.stderr, flush=True)
     lines = [f"Pretraining update, preset `{args.preset}`, batch {b}×{t} of 64×64 frames, "
-             f"{torch.get_num_threads()} threads, {cpu_name()}" + (" — QUICK (not a measurement)" if args.quick else ""),
+             f"{torch.get_num_threads()} threads, {cpu_name()}, {memory}" + (" — QUICK (not a measurement)" if args.quick else ""),
              "", "| method | params | precision | s/update | frames/s |", "|---|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['params'] / 1e6:.2f}M | {r['mode']} | {r['s_per_step']:.2f} | "
@@ -89,7 +90,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": {"quick": args.quick, "preset": args.preset, "batch": b, "length": t,
-                                        "threads": torch.get_num_threads(), "cpu": cpu_name(),
+                                        "threads": torch.get_num_threads(), "cpu": cpu_name(), "memory": memory,
                                         "torch": torch.__version__,
                                         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
                                "rows": rows}, indent=1))

@@ -31,10 +31,22 @@ MODES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def add_modes_argument(parser: argparse.ArgumentParser) -> None:
-    """``--modes``: the precisions a benchmark times (every script here takes it)."""
+    """``--modes``: the precisions a benchmark times, and ``--system-malloc`` (every script here takes them)."""
     parser.add_argument("--modes", default=",".join(MODES),
                         help="precisions to time, comma-separated (fp32 first; on CPUs without AVX-512 BF16 or AMX "
                              "bf16 is emulated and 10-20x slower)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc malloc as it is (trainer.reuse_memory=false); by default freed memory is "
+                             "kept for reuse, as the trainer does on CPU")
+
+
+def apply_memory(args: argparse.Namespace) -> str:
+    """Set up host memory as the trainer would (unless ``--system-malloc``); returns a label for the tables."""
+    if getattr(args, "system_malloc", False):
+        return "system malloc"
+    from wmlab.train.memory import keep_freed_memory
+
+    return "freed memory reused" if keep_freed_memory() else "system malloc (no glibc)"
 
 
 def selected_modes(parser: argparse.ArgumentParser, text: str) -> dict[str, torch.dtype | None]:
@@ -151,6 +163,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "world_model.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    memory = apply_memory(args)
 
     from wmlab.models import WorldModel, make_config
 
@@ -197,7 +210,7 @@ def main() -> None:
         f"World-model train step, preset `{args.preset}` ({params / 1e6:.2f}M params), "
         f"batch {batch_size}×{length}, {args.size}×{args.size} images, "
         + (f"{torch.get_num_threads()} threads, " if device.type == "cpu" else "")
-        + f"{device_name(device)}"
+        + f"{device_name(device)}, {memory}"
         + (" — QUICK (not a measurement)" if quick else ""),
         "",
         f"FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP"
@@ -215,7 +228,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"quick": quick, "preset": args.preset, "params": params, "batch": batch_size, "length": length,
             "image": args.size, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "cpu": cpu_name(), "device": device_name(device), "matmul_side": side, "python": platform.python_version(),
+            "cpus": os.cpu_count(), "cpu": cpu_name(), "device": device_name(device), "matmul_side": side, "memory": memory, "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.write_text(json.dumps({"meta": meta, "flops_per_step": flops, "bf16_speedup": speedup, "rows": rows},
                               indent=1))

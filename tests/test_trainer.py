@@ -1,6 +1,7 @@
 """The training loop: loss falls, bf16 autocast, clipping, non-finite guard, accumulation, logging, evaluators."""
 
 import json
+import subprocess
 import sys
 import warnings
 
@@ -257,3 +258,50 @@ def test_mp4_without_its_writer_names_the_package(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"clip\.mp4 needs the imageio-ffmpeg package"):
         write_mp4(tmp_path / "clip.mp4", np.zeros((2, 8, 8, 3), np.uint8))
     assert not (tmp_path / "clip.mp4").exists()
+
+
+HEAP = """
+import ctypes, sys
+import torch
+from wmlab.train.memory import keep_freed_memory
+
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "reuse":
+    assert keep_freed_memory()
+mapped = libc.mallinfo2().hblkhd
+x = torch.ones(16_000_000)  # 64 MB, above glibc's largest mmap threshold
+mapped = libc.mallinfo2().hblkhd - mapped
+free = libc.mallinfo2().fordblks
+del x
+print(mapped, libc.mallinfo2().fordblks - free)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_reused_memory_keeps_large_blocks_in_the_heap():
+    def heap(mode):
+        out = subprocess.run([sys.executable, "-c", HEAP, mode], capture_output=True, text=True, check=True)
+        return [int(v) for v in out.stdout.split()[-2:]]
+
+    mapped, kept = heap("system")
+    assert mapped >= 64_000_000 and kept < 64_000_000  # its own mapping, unmapped again on free
+    mapped, kept = heap("reuse")
+    assert mapped == 0 and kept >= 64_000_000  # served from the heap, and kept there for the next step
+
+
+def test_the_trainer_reuses_memory_on_cpu_unless_told_not_to(tmp_path, monkeypatch):
+    import wmlab.train.trainer as trainer_module
+
+    calls = []
+    monkeypatch.setattr(trainer_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    Trainer(Regressor(), regression_data(), cfg(steps=1), tmp_path / "a")
+    assert calls == [1]
+    Trainer(Regressor(), regression_data(), cfg(steps=1, reuse_memory=False), tmp_path / "b")
+    assert calls == [1]

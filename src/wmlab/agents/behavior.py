@@ -111,20 +111,42 @@ class Behavior(nn.Module):
                 sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """Roll the policy in ``wm`` from ``start [N]``: features ``[N,H+1,F]``, actions ``[N,H,A]`` and the
         policy entropies ``[N,H]`` (``encode`` maps actions to the world model's action input)."""
-        actions, ents = [], []
+        feat, actions, ents, _ = self._imagine(wm, start, encode, sample, score=False)
+        return feat, actions, ents
+
+    def _imagine(self, wm: nn.Module, start: State, encode: Callable[[Tensor], Tensor], sample: bool,
+                 score: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """:meth:`imagine`, plus with ``score`` the log-probabilities ``[N,H]`` of the actions taken.
+
+        With ``score`` (REINFORCE, called under ``no_grad``) the policy runs with gradient on detached
+        features, so its log-probabilities and entropies carry the actor's gradient while the rollout
+        itself records nothing, and the actor need not run a second time over the imagined states.
+        Features are kept as the policy computes them, so no state is stacked and re-read.
+        """
+        feats, actions, ents, logps = [], [], [], []
 
         def act(state: State) -> Tensor:
-            dist = self.policy(wm.features(state))
+            feat = wm.features(state)
+            feats.append(feat)
+            with torch.enable_grad() if score else contextlib.nullcontext():
+                dist = self.policy(feat.detach() if score else feat)
             action = dist.sample() if sample else dist.mode()
             actions.append(action)
-            ents.append(dist.entropy())
+            with torch.enable_grad() if score else contextlib.nullcontext():
+                ents.append(dist.entropy())
+                if score:
+                    logps.append(dist.log_prob(action))
             if not self.discrete:  # the env clips to [-1, 1]; so does the model (straight-through)
                 action = action + (action.clamp(-1.0, 1.0) - action).detach()
             return encode(action)
 
-        traj = wm.imagine(start, policy=act, horizon=self.cfg.horizon, sample=True)
-        states = State(*(torch.cat([s[:, None].to(t.dtype), t], 1) for s, t in zip(start, traj)))
-        return wm.features(states), torch.stack(actions, 1), torch.stack(ents, 1)
+        last = wm.imagine(start, policy=act, horizon=self.cfg.horizon, sample=True, last_only=True)
+        feats.append(wm.features(last))
+        dtype = feats[-1].dtype  # a start made outside autocast joins the imagined states' dtype
+        feat = torch.stack([f.to(dtype) for f in feats], 1)
+        with torch.enable_grad() if score else contextlib.nullcontext():  # keep the actor's graph
+            ent, logp = torch.stack(ents, 1), torch.stack(logps, 1) if score else None
+        return feat, torch.stack(actions, 1), ent, logp
 
     def loss(self, wm: nn.Module, start: State, cont0: Tensor, reward_fn: RewardFn,
              encode: Callable[[Tensor], Tensor], frozen_modules: tuple[nn.Module | None, ...] = ()
@@ -140,7 +162,8 @@ class Behavior(nn.Module):
         with frozen(wm, *frozen_modules):
             grad_ctx = contextlib.nullcontext() if dynamics else torch.no_grad()
             with grad_ctx:
-                feat, actions, ents = self.imagine(wm, start, encode)  # [N,H+1,F], [N,H,A], [N,H]
+                # [N,H+1,F], [N,H,A], [N,H], [N,H] or None
+                feat, actions, ents, logp = self._imagine(wm, start, encode, True, score=not dynamics)
                 reward = reward_fn(feat, actions).float()  # [N,H+1]
                 cont = wm.cont(feat).float()  # [N,H+1]
                 cont = torch.cat([cont0[:, None].float(), cont[:, 1:]], 1)
@@ -169,10 +192,9 @@ class Behavior(nn.Module):
             objective = ret / scale
             entropy = ents
         else:
-            dist = self.policy(feat[:, :-1].detach())
             adv = ((ret - v_ret[:, :-1].float()) / scale).detach()
-            objective = dist.log_prob(actions) * adv
-            entropy = dist.entropy()
+            objective = logp * adv
+            entropy = ents
         actor_loss = -(weight * (objective + cfg.actor.entropy * entropy)).mean()
 
         # Critic (with grad, on detached features; targets detached).

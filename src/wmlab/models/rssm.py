@@ -233,8 +233,9 @@ class RSSM(nn.Module):
 
     def imagine(self, start: State, actions: Tensor | None = None,
                 policy: Callable[[State], Tensor] | None = None, horizon: int | None = None,
-                sample: bool = True) -> State:
-        """Roll the prior forward from ``start [B]``; returns the states after each step ``[B,H]``.
+                sample: bool = True, last_only: bool = False) -> State:
+        """Roll the prior forward from ``start [B]``; returns the states after each step ``[B,H]`` (only the
+        last, ``[B]``, with ``last_only``: a policy that sees every state can keep what it needs of them).
 
         Either ``actions [B,H,A]`` (``actions[:, h]`` is chosen in the state before step ``h``; width 0
         for action-free models), or a ``policy(state [B]) -> [B,A]`` with ``horizon`` steps (an
@@ -262,5 +263,6 @@ class RSSM(nn.Module):
             logits = self.prior_logprobs(deter, lin)
             stoch = sample_onehot(logits, noise[h]) if noise is not None else mode_onehot(logits)
             state = State(deter, stoch, logits)
-            out.append(state)
-        return State.stack(out, 1)
+            if not last_only:
+                out.append(state)
+        return state if last_only else State.stack(out, 1)

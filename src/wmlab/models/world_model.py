@@ -152,9 +152,9 @@ class WorldModel(nn.Module):
 
     def imagine(self, start: State, actions: Tensor | None = None,
                 policy: Callable[[State], Tensor] | None = None, horizon: int | None = None,
-                sample: bool = True) -> State:
+                sample: bool = True, last_only: bool = False) -> State:
         """Open-loop states ``[B,H]`` from ``start [B]`` (see :meth:`RSSM.imagine`)."""
-        return self.rssm.imagine(start, actions, policy, horizon, sample)
+        return self.rssm.imagine(start, actions, policy, horizon, sample, last_only)
 
     def features(self, state: State) -> Tensor:
         """``[..., F]`` = deter and flattened latents: the input of the heads and of an actor-critic."""

@@ -113,7 +113,14 @@ def sample_onehot(logprobs: Tensor, uniform: Tensor | None = None) -> Tensor:
         cdf = probs.detach().cumsum(-1)
         index = (cdf < uniform.unsqueeze(-1) * cdf[..., -1:]).sum(-1).clamp_max(probs.shape[-1] - 1)
         hard = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
-        return hard + (probs - probs.detach())  # exact one-hot forward, gradient of probs backward
+        return _straight_through(hard, probs)
+
+
+def _straight_through(hard: Tensor, probs: Tensor) -> Tensor:
+    """``hard`` forward, the gradient of ``probs`` backward (just ``hard`` when no gradient is recorded)."""
+    if not (probs.requires_grad and torch.is_grad_enabled()):
+        return hard
+    return hard + (probs - probs.detach())
 
 
 def mode_onehot(logprobs: Tensor) -> Tensor:
@@ -121,7 +128,7 @@ def mode_onehot(logprobs: Tensor) -> Tensor:
     with float32(logprobs):
         probs = logprobs.float().exp()
         hard = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
-        return hard + (probs - probs.detach())  # exact one-hot forward, gradient of probs backward
+        return _straight_through(hard, probs)
 
 
 def categorical_kl(logp: Tensor, logq: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ from wmlab.train import checkpoint as ckpt
 from wmlab.train import distributed as dd
 from wmlab.train.logger import RunLogger
 from wmlab.train.options import TrainerConfig
+from wmlab.train.memory import keep_freed_memory
 from wmlab.train.precision import autocast, native_bf16, pick_device, resolve_precision
 
 log = logging.getLogger("wmlab.train")
@@ -93,6 +94,8 @@ class Trainer:
         self.model_config = model_config
         self.device = pick_device(self.config.device)
         self.precision = resolve_precision(self.config.precision, self.device)  # what autocast runs: bf16 | fp32
+        if self.config.reuse_memory and self.device.type == "cpu":
+            keep_freed_memory()
         self.dist = dd.init_distributed(self.device)
         self.is_main = self.dist.is_main
         if self.is_main and self.precision == "bf16" and not native_bf16(self.device):
