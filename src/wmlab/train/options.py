@@ -28,8 +28,8 @@ class TrainerConfig:
                                                                 "clipping; the norm is logged either way)"})
     precision: Literal["auto", "bf16", "fp32"] = field(default="auto", metadata={
         "doc": "auto: bf16 where the hardware has it natively (GPUs with bf16, CPUs with AVX-512 BF16 or AMX), "
-               "else fp32; bf16: autocast on CPU and GPU (1.6-1.7x faster than fp32 on AVX-512-BF16 CPUs at paper "
-               "size, 10-20x slower on AVX2-only CPUs, which emulate it); fp32 (also faster on a GPU for the "
+               "else fp32; bf16: autocast on CPU and GPU (2.1-2.3x faster than fp32 on AVX-512-BF16 and AMX CPUs "
+               "at paper size, 10-20x slower on AVX2-only CPUs, which emulate it); fp32 (also faster on a GPU for the "
                "built-in presets, whose small kernels leave it waiting on launches)"})
     device: str = field(default="auto", metadata={"doc": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"})
     reuse_memory: bool = field(default=True, metadata={

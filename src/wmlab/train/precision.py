@@ -6,7 +6,7 @@ needs float32 for a delicate op (quantisation, KL, log-sum-exp) opts out locally
 
 ``auto`` (the default) picks bf16 where the hardware computes in bf16 natively and fp32 everywhere else
 (:func:`resolve_precision`). Where it is native, bf16 matmuls run 3-5x faster than fp32 (CPUs with AVX-512
-BF16 or AMX: a whole DreamerV3-size update 1.6-1.7x) and, unlike fp16, need no loss scaling (same exponent
+BF16 or AMX: a whole DreamerV3-size update 2.1-2.3x) and, unlike fp16, need no loss scaling (same exponent
 range as fp32). Where it is not (AVX2-only CPUs such as AMD Zen 3), oneDNN emulates it: a 2048² matmul ran
 at 0.28 GFLOP/s against 103 in fp32, and world-model updates took 11x (small) to 21x (paper size) longer.
 On a GPU the built-in presets are bound by kernel launches, not arithmetic, and fp32 is a little faster.
