@@ -457,8 +457,10 @@ def test_cli_dreamer_with_plan2explore_on_metaworld_logs_success_and_tensorboard
     assert row["run"] == str(run) and row["success"] != ""
 
 
-@pytest.mark.parametrize("spec", [SPEC, DISCRETE], ids=["continuous", "discrete"])
-def test_bf16_dreamer_update_trains_every_part_with_finite_fp32_losses(tmp_path, one_thread, spec):
+@pytest.mark.parametrize("spec,actor", [(SPEC, {}), (DISCRETE, {}),
+                                        (SPEC, {"grad": "auto", "dist": "trunc_normal"})],
+                         ids=["continuous", "discrete", "dreamerv2-actor"])
+def test_bf16_dreamer_update_trains_every_part_with_finite_fp32_losses(tmp_path, one_thread, spec, actor):
     from wmlab.train import Trainer, TrainerConfig
 
     def batches():
@@ -467,7 +469,8 @@ def test_bf16_dreamer_update_trains_every_part_with_finite_fp32_losses(tmp_path,
             yield batch_for(spec, seed=seed)
             seed += 1
 
-    agent = agent_for(spec, **{"explore": "plan2explore"})
+    agent = agent_for(spec, **{"explore": "plan2explore", "world_model.loss.free_avg": bool(actor),
+                               **{f"behavior.actor.{k}": v for k, v in actor.items()}})
     parts = {"world model": agent.wm, "task actor": agent.task.actor, "task critic": agent.task.critic,
              "explore actor": agent.explorer.actor, "ensemble": agent.ensemble}
     before = {name: [p.detach().clone() for p in m.parameters()] for name, m in parts.items()}
