@@ -301,6 +301,11 @@ def test_offline_imagined_and_eval_table(tmp_path, one_thread):
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == [str(imagined), str(offline)]
     assert json.loads((imagined / "eval.json").read_text())["checkpoint step"] == 3
+    other = tmp_path / "other.csv"  # a table of something else is refused, not appended to
+    other.write_text("name,score\na,1\n")
+    with pytest.raises(ValueError, match="other.csv has the columns name,score"):
+        api.evaluate(str(offline), episodes=1, table=str(other))
+    assert other.read_text() == "name,score\na,1\n"
 
 
 def test_score_normaliser():

@@ -546,6 +546,12 @@ def evaluate(cfg: DreamerJobConfig, env: str | None = None, **overrides: Any) ->
 def _append_row(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != list(row):
+            raise ValueError(f"{path} has the columns {','.join(header)}, not those of an evaluation row "
+                             f"({','.join(row)}); name another results table with table=<path>")
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         if new:
