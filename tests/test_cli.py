@@ -117,6 +117,21 @@ def test_user_errors_are_one_line(tmp_path, capsys):
                    capsys=capsys)[0] == 0
     code, _, err = run_cli("train", "world_model", "preset=small", f"run_dir={run}", capsys=capsys)
     assert code == 2 and "preset cannot change" in err
+    # A refused resume (another model) or a failed one (a mistyped data path) leaves the run as it was: the
+    # original command and `wmlab eval` still work.
+    config = (run / "config.yaml").read_bytes()
+    code, _, err = run_cli("train", "world_model", f"run_dir={run}", "trainer.steps=5", "model.rssm.deter=64",
+                           capsys=capsys)
+    assert code == 2 and "deter" in err and (run / "config.yaml").read_bytes() == config
+    code, _, err = run_cli("train", "world_model", f"run_dir={run}", "trainer.steps=5",
+                           f"data={tmp_path / 'typo'}", capsys=capsys)
+    assert code == 2 and "typo" in err and (run / "config.yaml").read_bytes() == config
+    assert run_cli("eval", str(run), capsys=capsys)[0] == 0
+    assert run_cli("train", "world_model", f"run_dir={run}", "trainer.steps=5", capsys=capsys)[0] == 0
+    # A new run that fails before its first checkpoint leaves no config behind to resume from.
+    code, _, _ = run_cli("train", "world_model", "preset=debug", f"data={tmp_path / 'typo'}",
+                         f"run_dir={tmp_path / 'r4'}", capsys=capsys)
+    assert code == 2 and not (tmp_path / "r4" / "config.yaml").exists()
     # data export writes Dreamer-style .npz episode folders unless told another format.
     code, out, err = run_cli("data", "export", str(data), f"out={tmp_path / 'npz'}", capsys=capsys)
     assert code == 0, err

@@ -126,9 +126,35 @@ def run_info(run_dir: Path) -> dict[str, Any]:
 
 
 def train(job_name: str, preset: str | None = None, **overrides: Any) -> Any:
-    """Train job ``job_name`` (see :func:`wmlab.jobs.names`); the same ``run_dir`` again resumes."""
+    """Train job ``job_name`` (see :func:`wmlab.jobs.names`); the same ``run_dir`` again resumes.
+
+    ``config.yaml`` always describes the command that wrote the run's newest checkpoint: a command that fails
+    before writing one (a resume refused for another model config, a mistyped ``data=``) puts back the config
+    the run had before it, or removes the one it created, so the original command and ``wmlab eval`` still work.
+    """
+    run_dir = Path(str(overrides.get("run_dir") or f"runs/{job_name}"))
+    saved = run_dir / "config.yaml"
+    before = saved.read_bytes() if saved.exists() else None
+    marks = _checkpoint_marks(run_dir)
     job, cfg = prepare_run(job_name, preset, **overrides)
-    return job.run(cfg)
+    try:
+        return job.run(cfg)
+    except BaseException:
+        from wmlab.train.distributed import env_info
+
+        if env_info().is_main and _checkpoint_marks(run_dir) == marks:  # nothing of this command was kept
+            if before is None:
+                saved.unlink(missing_ok=True)
+            else:
+                C.write_atomic(saved, before)
+        raise
+
+
+def _checkpoint_marks(run_dir: Path) -> dict[str, str]:
+    """The ``last`` pointer of every checkpoints folder in a run (Genie keeps one per stage)."""
+    if not run_dir.is_dir():
+        return {}
+    return {str(p): p.read_text() for p in sorted(run_dir.glob("**/checkpoints/last")) if p.is_file()}
 
 
 def evaluate(run_dir: str, **overrides: Any) -> Any:

@@ -224,12 +224,21 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
-def save(cfg: Any, path: str | Path) -> None:
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``path`` through a temporary file and a rename, so that readers see the old or the new file,
+    never half of one (the temporary name is per process: concurrent writers never share it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # one per process: writers never share it
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
     tmp.replace(path)
+
+
+def save(cfg: Any, path: str | Path) -> None:
+    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def load(cls: type[T], path: str | Path) -> T:

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from wmlab.config import write_atomic
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -48,12 +50,8 @@ def env_info() -> DistInfo:
 def write_run_file(path: Path, text: str) -> None:
     """Write a run folder file that every torchrun process computes alike (spec.json, run.json) from the
     first process only, atomically, so that readers never see half of it."""
-    if not env_info().is_main:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    if env_info().is_main:
+        write_atomic(path, text)
 
 
 def init_distributed(device: torch.device) -> DistInfo:
