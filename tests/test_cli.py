@@ -41,12 +41,23 @@ def run_cli(*args: str, capsys=None) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_help_and_unknown_command(capsys):
+def test_help_and_unknown_command(capsys, monkeypatch):
     assert run_cli("--help", capsys=capsys)[0] == 0
     code, _, err = run_cli("fly", capsys=capsys)
     assert code == 2 and "unknown command 'fly'" in err
     code, out, _ = run_cli("train", "world_model", "--help", capsys=capsys)
     assert code == 0 and "model.rssm.deter=" in out and "presets: debug" in out
+    code, out, _ = run_cli("train", "--help", capsys=capsys)
+    assert code == 0 and "world_model" in out and "dreamer" in out
+    # bench --help lists the benchmarks and runs none; with a name it shows that script's own options.
+    ran = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    code, out, _ = run_cli("bench", "--help", capsys=capsys)
+    assert code == 0 and ran == [] and "dreamer" in out and "world_model" in out and "Dreamer full train step" in out
+    code, _, _ = run_cli("bench", "dreamer", "--help", capsys=capsys)
+    assert code == 0 and len(ran) == 1 and ran[0][-2].endswith("bench_dreamer.py") and ran[0][-1] == "--help"
+    code, _, err = run_cli("bench", "nope", "--help", capsys=capsys)
+    assert code == 2 and "unknown benchmark 'nope'" in err
 
 
 def test_train_eval_resume(tmp_path, capsys):
@@ -68,10 +79,12 @@ def test_train_eval_resume(tmp_path, capsys):
     evals = [r for r in records if "eval/open_loop/psnr_1_10" in r or "open_loop/psnr_1_10" in r]
     assert evals, records[-1].keys()
     assert list((run / "videos").glob("open_loop*.mp4"))
-    code, out, err = run_cli("eval", str(run), capsys=capsys)
+    code, out, err = run_cli("eval", f"run_dir={run}", capsys=capsys)  # the run folder as a key works too
     assert code == 0, err
     result = json.loads(out)
     assert result["eval split"] == "test" and result["checkpoint step"] == 9
+    code, _, err = run_cli("eval", str(run), f"run_dir={run}", capsys=capsys)
+    assert code == 2 and "not both" in err
     assert len(result["per_step"]["psnr"]) == 8 and len(result["per_step"]["baseline_psnr"]) == 8
     html = (run / "report.html").read_text()
     assert html.count("data:image/gif;base64") == 2 and "PSNR copy-last" in html and "Training losses" in html

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from wmlab import config as C
 from wmlab.config import ConfigError
@@ -231,18 +231,23 @@ def quickstart(**settings: Any) -> dict[str, Any]:
     return run_quickstart(**settings)
 
 
-def bench(names: list[str], **settings: Any) -> int:
-    """Run benchmark scripts from the source checkout's ``benchmarks/`` folder (all, or those named)."""
+def benchmarks(names: Sequence[str] = ()) -> dict[str, Path]:
+    """The benchmark scripts of the source checkout's ``benchmarks/`` folder, by name (all, or those named)."""
     root = Path(__file__).resolve().parents[2] / "benchmarks"
     if not root.is_dir():
         raise FileNotFoundError(f"no benchmarks/ folder at {root}; benchmarks run from a source checkout")
-    scripts = sorted(root.glob("bench_*.py"))
-    known = {s.stem.removeprefix("bench_"): s for s in scripts}
+    known = {s.stem.removeprefix("bench_"): s for s in sorted(root.glob("bench_*.py"))}
     for name in names:
         if name not in known:
             raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(known)}")
+    return {name: known[name] for name in names} if names else known
+
+
+def bench(names: list[str], **settings: Any) -> int:
+    """Run benchmark scripts (all, or those named); ``key=value`` settings become ``--key=value`` flags."""
+    scripts = benchmarks(names)
     extra = [f"--{k}={v}" if v not in ("", None, True, "true") else f"--{k}" for k, v in settings.items()]
     code = 0
-    for name in names or list(known):
-        code |= subprocess.call([sys.executable, str(known[name]), *extra])
+    for script in scripts.values():
+        code |= subprocess.call([sys.executable, str(script), *extra])
     return code

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -71,6 +72,10 @@ def cmd_train(args: list[str]) -> Any:
     from wmlab import api, jobs
 
     positional, kv = _split(args)
+    if not positional and _wants_help(args):
+        print(f"wmlab train <job> key=value ...  jobs: {', '.join(jobs.names())}\n"
+              f"`wmlab train <job> --help` lists the job's keys and presets.")
+        return None
     if not positional:
         raise ConfigError(f"wmlab train needs a job name: one of {', '.join(jobs.names())}")
     if _wants_help(args):
@@ -95,9 +100,8 @@ def cmd_eval(args: list[str]) -> Any:
             if job.evaluate is not None:
                 _print_keys(job.config_cls().eval, f"\n{name} runs:")
         return None
-    if len(positional) != 1:
-        raise ConfigError("usage: wmlab eval <run_dir> [key=value ...]")
-    return api.evaluate(positional[0], **kv)
+    run_dir = _run_dir(positional, kv, "usage: wmlab eval <run_dir> [key=value ...]")
+    return api.evaluate(run_dir, **kv)
 
 
 DATA_USAGE = """wmlab data {info,import,export,verify} [PATH] [key=value ...]
@@ -190,10 +194,10 @@ def cmd_generate(args: list[str]) -> Any:
         _print_keys(api.GenerateConfig(), "wmlab generate <run_dir> key=value ...")
         return None
     positional, kv = _split(args)
-    if len(positional) != 1:
-        raise ConfigError("usage: wmlab generate <run_dir> [episode=] [start=0] [prompt=4] [frames=10] "
-                          "[actions=1,1,7,...] [method=autoregressive|one_go] [steps=] [temperature=] [out=<mp4>]")
-    return api.generate(positional[0], **kv)
+    run_dir = _run_dir(positional, kv, "usage: wmlab generate <run_dir> [episode=] [start=0] [prompt=4] "
+                       "[frames=10] [actions=1,1,7,...] [method=autoregressive|one_go] [steps=] [temperature=] "
+                       "[out=<mp4>]")
+    return api.generate(run_dir, **kv)
 
 
 def cmd_play(args: list[str]) -> Any:
@@ -203,16 +207,47 @@ def cmd_play(args: list[str]) -> Any:
         _print_keys(PlayConfig(), "wmlab play <run_dir> key=value ...  (keys: q quit, r restart)")
         return None
     positional, kv = _split(args)
-    if len(positional) != 1:
-        raise ConfigError("usage: wmlab play <run_dir> [start=<store or image>] [ui=auto] [actions=1,1,7] ...")
-    return play_run(positional[0], **kv)
+    run_dir = _run_dir(positional, kv, "usage: wmlab play <run_dir> [start=<store or image>] [ui=auto] "
+                       "[actions=1,1,7] ...")
+    return play_run(run_dir, **kv)
 
 
 def cmd_bench(args: list[str]) -> Any:
     from wmlab import api
 
     positional, kv = _split(args)
+    if _wants_help(args):
+        scripts = api.benchmarks(positional)
+        if positional:  # each named script's own options
+            for script in scripts.values():
+                subprocess.call([sys.executable, str(script), "--help"])
+            return None
+        print("wmlab bench [name ...] [key=value ...]  (all when none is named; key=value becomes --key=value)")
+        for name, script in scripts.items():
+            print(f"  {name:<12} {_first_line(script)}")
+        print("`wmlab bench <name> --help` lists a benchmark's options.")
+        return None
     return api.bench(positional, **kv)
+
+
+def _first_line(script: Path) -> str:
+    """The first line of a script's docstring."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _run_dir(positional: list[str], kv: dict[str, Any], usage: str) -> str:
+    """The run folder of eval/generate/play: the one positional argument, or ``run_dir=``."""
+    given = kv.pop("run_dir", None)
+    if given is not None and positional:
+        raise ConfigError(f"give the run folder once, as {positional[0]} or run_dir={given}, not both")
+    if given is not None:
+        return str(given)
+    if len(positional) != 1:
+        raise ConfigError(usage)
+    return positional[0]
 
 
 COMMANDS: dict[str, Callable[[list[str]], Any]] = {
