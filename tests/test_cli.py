@@ -145,6 +145,19 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     code, _, _ = run_cli("train", "world_model", "preset=debug", f"data={tmp_path / 'typo'}",
                          f"run_dir={tmp_path / 'r4'}", capsys=capsys)
     assert code == 2 and not (tmp_path / "r4" / "config.yaml").exists()
+    # A damaged episode stops training with one line naming its file and the repair, also from a worker.
+    broken = moving_square_store(tmp_path / "broken", episodes=3)
+    npy = sorted((broken / "episodes").iterdir())[0] / "image.npy"
+    npy.write_bytes(npy.read_bytes()[:200])
+    for workers in ("0", "2"):
+        code, _, err = run_cli("train", "world_model", "preset=debug", f"data={broken}", f"workers={workers}",
+                               f"run_dir={tmp_path / f'r5_{workers}'}", "trainer.steps=2", capsys=capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert str(npy) in err and "wmlab data verify" in err
+    for args in (("data", "import", str(tmp_path / "nothere"), f"out={tmp_path / 'o'}"),
+                 ("data", "verify", str(tmp_path / "nothere"))):
+        code, _, err = run_cli(*args, capsys=capsys)
+        assert code == 2 and "nothere" in err and "check the path" in err and err.count("\n") == 1, err
     # data export writes Dreamer-style .npz episode folders unless told another format.
     code, out, err = run_cli("data", "export", str(data), f"out={tmp_path / 'npz'}", capsys=capsys)
     assert code == 0, err

@@ -278,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         # User errors: one line naming the bad value and the fix, no traceback (WMLAB_DEBUG=1 shows it).
         if os.environ.get("WMLAB_DEBUG"):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        if "Original Traceback" in msg:  # raised in a DataLoader worker: its own message is the last line
+            msg = msg.strip().splitlines()[-1].split(": ", 1)[-1]
         print(f"wmlab {argv[0]}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

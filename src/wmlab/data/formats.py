@@ -123,7 +123,8 @@ def read_episodes(src: str | Path, format: str | None = None, **opts: Any) -> It
     _load()
     src = Path(src).expanduser()
     if not src.exists():
-        raise FileNotFoundError(f"import source {src} does not exist")
+        raise FileNotFoundError(f"import source {src} does not exist; check the path (`wmlab data import --help` "
+                                f"lists the formats it reads)")
     name = format or detect_format(src)
     if name not in _READERS:
         raise FormatError(f"unknown import format {name!r}; known: {sorted(_READERS)}")

@@ -47,12 +47,16 @@ class StoreError(ValueError):
     """A store cannot be used as asked (read-only, newer format, folder that is not a store)."""
 
 
+_REPAIR = "`wmlab data verify <store>` lists every damaged episode; re-import or delete its folder"
+
+
 class CorruptFileError(ValueError):
     """A file of a committed episode is missing, truncated or inconsistent; the message names it."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"{path}: {problem}")
+    def __init__(self, path: str | Path, problem: str | None = None) -> None:
+        # One argument is a whole message: how a DataLoader worker's error is raised again in the main process.
+        self.path, self.problem = (Path(path), problem) if problem is not None else (None, str(path))
+        super().__init__(f"{path}: {problem}" if problem is not None else str(path))
 
 
 class StoreNotFoundError(FileNotFoundError):
@@ -105,7 +109,7 @@ def read_json(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CorruptFileError(path, "file is missing; run `wmlab data verify` on the store") from None
     except (OSError, ValueError) as e:
-        raise CorruptFileError(path, f"unreadable JSON ({e}); the file is truncated or corrupt") from None
+        raise CorruptFileError(path, f"unreadable JSON ({e}); the file is truncated or corrupt: {_REPAIR}") from None
     if not isinstance(data, dict):
         raise CorruptFileError(path, f"expected a JSON object, found {type(data).__name__}")
     return data
@@ -138,7 +142,7 @@ def open_npy(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise CorruptFileError(path, "file is missing; run `wmlab data verify` on the store") from None
     except (OSError, ValueError, EOFError) as e:
-        raise CorruptFileError(path, f"unreadable .npy ({e}); the file is truncated or corrupt") from None
+        raise CorruptFileError(path, f"unreadable .npy ({e}); the file is truncated or corrupt: {_REPAIR}") from None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -41,7 +41,8 @@ def verify(path: str | Path, fix: bool = False) -> list[Problem]:
     ``fix=True`` deletes temp folders left by crashed writers (never data of committed episodes)."""
     root = Path(path).expanduser()
     if not (root / layout.HEADER).is_file():
-        raise layout.StoreNotFoundError(f"no episode store at {root} (no {layout.HEADER})")
+        raise layout.StoreNotFoundError(f"no episode store at {root} (no {layout.HEADER}); check the path, or "
+                                        f"create one with `wmlab collect` or `wmlab data import`")
     problems: list[Problem] = []
     spec = None
     try:
