@@ -111,3 +111,10 @@ def test_sigkill_mid_collection_keeps_every_committed_episode(tmp_path):
     store.refresh()
     assert sorted(store.meta(e)["seed"] for e in store.ids()) == list(range(8))
     assert verify(out, fix=True) == [] or all(p.kind == "leftover" for p in verify(out))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_collection_shows_a_progress_bar(tmp_path, capsys, workers):
+    collect("procgen:coinrun", tmp_path / "s", episodes=3, workers=workers, max_steps=10, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "collect procgen:coinrun" in err and "3/3" in err, err[-500:]

@@ -160,9 +160,13 @@ def test_genie_import_export_round_trip(tmp_path: Path) -> None:
 def write_videos(root: Path) -> dict[str, np.ndarray]:
     root.mkdir(parents=True)
     clips = {"a.mp4": smooth_frames(12, 48, 64, 1), "b.gif": smooth_frames(6, 32, 32, 2),
-             "c": smooth_frames(5, 40, 40, 3), "d": smooth_frames(4, 20, 20, 4)}
+             "c": smooth_frames(5, 40, 40, 3), "d": smooth_frames(4, 20, 20, 4),
+             "e.webm": smooth_frames(8, 32, 48, 5)}  # SSv2's own clips are VP9 .webm
     with imageio.get_writer(root / "a.mp4", fps=10, macro_block_size=1, quality=9) as w:
         for f in clips["a.mp4"]:
+            w.append_data(f)
+    with imageio.get_writer(root / "e.webm", fps=12, codec="libvpx-vp9", macro_block_size=1, quality=9) as w:
+        for f in clips["e.webm"]:
             w.append_data(f)
     imageio.v3.imwrite(root / "b.gif", clips["b.gif"], duration=100, loop=0)
     for name, ext in (("c", "jpg"), ("d", "png")):
@@ -176,7 +180,7 @@ def test_video_folder_import_resizes_every_kind(tmp_path: Path) -> None:
     clips = write_videos(tmp_path / "videos")
     assert detect_format(tmp_path / "videos") == "video"
     store = import_data(tmp_path / "videos", tmp_path / "store", size=(16, 16))
-    assert len(store) == 4 and store.spec["image"] == (16, 16, 3) and store.spec["action_dim"] is None
+    assert len(store) == 5 and store.spec["image"] == (16, 16, 3) and store.spec["action_dim"] is None
     for eid, (name, frames) in zip(store.ids(), sorted(clips.items())):
         ep = store.load(eid)
         assert store.meta(eid)["source"].endswith(name) and len(ep["image"]) == len(frames)

@@ -1,6 +1,7 @@
 """The training loop: loss falls, bf16 autocast, clipping, non-finite guard, accumulation, logging, evaluators."""
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -305,3 +306,39 @@ def test_the_trainer_reuses_memory_on_cpu_unless_told_not_to(tmp_path, monkeypat
     assert calls == [1]
     Trainer(Regressor(), regression_data(), cfg(steps=1, reuse_memory=False), tmp_path / "b")
     assert calls == [1]
+
+
+def test_wandb_runs_offline_unless_told_and_resumes_its_run(tmp_path, monkeypatch):
+    """With a stand-in wandb module: offline by default, the user's WANDB_MODE kept, one run id per run_dir
+    across a resume, scalars logged at the trainer's steps."""
+    import types
+
+    runs = []
+
+    class FakeRun:
+        def __init__(self, **kw):
+            self.init, self.logged, self.finished = dict(kw, mode=os.environ.get("WANDB_MODE")), [], False
+            runs.append(self)
+
+        def log(self, values, step):
+            self.logged.append((step, dict(values)))
+
+        def finish(self):
+            self.finished = True
+
+    ids = iter(["first-id", "second-id"])
+    fake = types.SimpleNamespace(init=lambda **kw: FakeRun(**kw), Image=lambda image: image,
+                                 util=types.SimpleNamespace(generate_id=lambda: next(ids)))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with Trainer(Regressor(), regression_data(), cfg(steps=2, log_every=1, wandb=True, ckpt_every=2), tmp_path) as t:
+        t.fit()
+    monkeypatch.setenv("WANDB_MODE", "online")
+    trainer = Trainer(Regressor(), regression_data(), cfg(steps=4, log_every=1, wandb=True, ckpt_every=2), tmp_path)
+    trainer.fit()
+    trainer.close()
+    first, second = runs
+    assert first.init["mode"] == "offline" and second.init["mode"] == "online"  # the user's choice stands
+    assert first.init["id"] == second.init["id"] == "first-id" and second.init["resume"] == "allow"
+    assert [s for s, v in first.logged if "train/loss" in v] == [1, 2]
+    assert [s for s, v in second.logged if "train/loss" in v] == [3, 4] and first.finished and second.finished
