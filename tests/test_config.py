@@ -65,3 +65,23 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "bad.yaml").write_text("model:\n  nope: 1\n")
     with pytest.raises(C.ConfigError, match=r"bad\.yaml.*model\.nope"):
         C.load(Run, tmp_path / "bad.yaml")
+
+
+def test_every_preset_holds_only_its_differences():
+    """Each key of each job's presets, applied alone to the job's defaults, changes the value it names."""
+    import functools
+
+    from wmlab import jobs
+
+    def get(cfg, key):
+        return functools.reduce(getattr, key.split("."), cfg)
+
+    restated = []
+    for name in jobs.names():
+        job = jobs.get(name)
+        defaults = job.config_cls()
+        for preset, tree in job.presets.items():
+            for key, value in C.flatten(tree).items():
+                if get(C.apply(defaults, {key: value}), key) == get(defaults, key):
+                    restated.append(f"{name}/{preset}: {key}={value!r}")
+    assert not restated, "presets restate defaults: " + "; ".join(restated)

@@ -116,12 +116,12 @@ def _heads(layers: int, units: int) -> dict[str, Any]:
 
 # DreamerV2's world model (DMC settings); also the size `wmlab train pretrain preset=dreamerv2` pretrains.
 DREAMERV2_WORLD_MODEL: dict[str, Any] = {
-    "rssm": {"deter": 200, "hidden": 200, "unimix": 0.0, "initial": "zeros", "update_bias": -1.0},
+    "rssm": {"deter": 200, "hidden": 200, "unimix": 0.0, "initial": "zeros"},
     "cnn": {"depth": 48},
     "heads": _heads(4, 400),
     "norm": False, "act": "elu", "reward_loss": "mse",
     # Gaussian log-likelihoods of unit variance: ½·Σ squared error for image and proprio, on raw proprio.
-    "loss": {"kl_dyn": 0.8, "kl_rep": 0.2, "free_nats": 1.0, "free_avg": True, "image": 0.5, "proprio": 0.5},
+    "loss": {"kl_dyn": 0.8, "kl_rep": 0.2, "free_avg": True, "image": 0.5, "proprio": 0.5},
     "proprio_symlog": False,
 }
 
@@ -133,8 +133,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "small": {
         "world_model": WM_PRESETS["small"],
-        "behavior": {"actor": _heads(2, 256), "critic": _heads(2, 256)},
-        "plan2explore": _heads(2, 256),
+        "behavior": {"actor": {"units": 256}, "critic": {"units": 256}},
+        "plan2explore": {"units": 256},
     },
     "paper": {},
     # DreamerV2 (DMC settings), the baseline of APV / ContextWM / PreLAR.

@@ -569,11 +569,11 @@ def _presets() -> dict[str, dict[str, Any]]:
                   "prefill": 100, "train_ratio": 32.0, "batch_size": 4, "length": 8, "ckpt_every": 100,
                   "agent": AGENT["debug"],
                   "trainer": {"log_every": 5, "progress": False, "tensorboard": False},
-                  "eval": {"episodes": 2, "every": 100, "videos": 1}},
+                  "eval": {"episodes": 2, "every": 100}},
         # CPU-sized: the learning-curve runs in the README.
         "small": {"agent": AGENT["small"]},
-        "paper": {"agent": AGENT["paper"]},
-        "dreamerv2": {"agent": AGENT["dreamerv2"], "train_ratio": 160.0, "batch_size": 16, "length": 50,
+        "paper": {},  # the defaults are the paper configuration
+        "dreamerv2": {"agent": AGENT["dreamerv2"], "train_ratio": 160.0, "length": 50,
                       "trainer": {"weight_decay": 1e-6}},
     }
 

@@ -480,13 +480,17 @@ def load_world(run_dir: str, steps: int | None = None, temperature: float | None
 
 
 # --------------------------------------------------------------------------------------------------- presets
-def _tiny_model(width: int, depth: int, patch: int, codes: int, max_frames: int) -> dict[str, Any]:
-    return {"tokenizer": {"width": width, "enc_depth": depth, "dec_depth": depth, "heads": max(1, width // 64),
-                          "patch": patch, "codes": codes, "code_dim": 32},
-            "lam": {"width": width, "enc_depth": depth, "dec_depth": depth, "heads": max(1, width // 64),
-                    "patch": patch * 2},
-            "dynamics": {"width": width, "depth": depth * 2, "heads": max(1, width // 64)},
-            "max_frames": max_frames}
+def _tiny_model(width: int, depth: int, codes: int, **patches: int) -> dict[str, Any]:
+    """Transformer sizes of the CPU presets; ``tokenizer_patch=``/``lam_patch=`` where they differ from the
+    defaults (4 and 16 pixels)."""
+    heads = max(1, width // 64)
+    tokenizer = {"width": width, "enc_depth": depth, "dec_depth": depth, "heads": heads, "codes": codes}
+    lam = {"width": width, "enc_depth": depth, "dec_depth": depth, "heads": heads}
+    if "tokenizer_patch" in patches:
+        tokenizer["patch"] = patches["tokenizer_patch"]
+    if "lam_patch" in patches:
+        lam["patch"] = patches["lam_patch"]
+    return {"tokenizer": tokenizer, "lam": lam, "dynamics": {"width": width, "depth": depth * 2, "heads": heads}}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -500,9 +504,9 @@ PRESETS: dict[str, dict[str, Any]] = {
               "trainer": {"log_every": 5, "ckpt_every": 10, "warmup": 0, "progress": False},
               "eval": {"context": 2, "horizon": 4, "windows": 4, "batch_size": 4, "samples": 2}},
     # Interactive on 2 CPU cores.
-    "tiny": {"batch_size": 8, "model": _tiny_model(128, 2, 8, 256, 16)},
+    "tiny": {"model": _tiny_model(128, 2, 256, tokenizer_patch=8)},
     # The CPU training budget of one session (see README).
-    "small": {"batch_size": 8, "model": _tiny_model(256, 4, 4, 512, 16)},
+    "small": {"model": _tiny_model(256, 4, 512, lam_patch=8)},
     # GenieRedux sizes, for GPUs.
     "paper": {"batch_size": 32, "tokenizer_steps": 150_000, "lam_steps": 100_000, "dynamics_steps": 200_000,
               "trainer": {"lr": 3e-4, "warmup": 5000, "ckpt_every": 5000, "eval_every": 5000}},

@@ -212,10 +212,10 @@ def _presets() -> dict[str, dict[str, Any]]:
                               "progress": False},
                   "eval": {"context": 3, "horizon": 8, "windows": 4, "samples": 2}},
         # What `wmlab quickstart` trains: learns ball-in-cup's dynamics in a few minutes on 2 CPU cores.
-        "quickstart": {"batch_size": 16, "length": 32, "model": MODEL["small"],
-                       "trainer": {"lr": 3e-4, "log_every": 25, "ckpt_every": 175, "eval_every": 175}},
+        "quickstart": {"length": 32, "model": MODEL["small"],
+                       "trainer": {"log_every": 25, "ckpt_every": 175, "eval_every": 175}},
         "small": {"model": MODEL["small"]},
-        "paper": {"model": MODEL["paper"]},
+        "paper": {},  # the defaults are the paper configuration
     }
 
 

@@ -139,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "rssm": {"deter": 256, "stoch": 16, "classes": 16, "hidden": 256},
         "cnn": {"depth": 16},
-        "heads": {"layers": 2, "units": 256},
+        "heads": {"units": 256},
         "proprio_mlp": {"layers": 2, "units": 256},
     },
     "paper": {},  # the defaults are the paper configuration
