@@ -3,11 +3,13 @@ evaluation table."""
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import wmlab.eval
 from wmlab import api
 from wmlab import config as C
 from wmlab.agents import PRESETS, REWARDS, AgentConfig, DreamerAgent
@@ -297,6 +299,10 @@ def test_offline_imagined_and_eval_table(tmp_path, one_thread):
     assert np.isclose(result["return_mean"], np.mean(result["returns"]))
     from_cli = api.evaluate(str(offline), episodes="1", sample="false")  # strings, as the CLI passes them
     assert from_cli["episodes"] == 1 and from_cli["policy"] == "mode"
+    # The debug preset cuts episodes to 25 steps: the 1000-step reference does not apply, given values do.
+    assert from_cli["normalized"] is None
+    given = api.evaluate(str(offline), episodes="1", score_random="0", score_expert="50", table=str(tmp_path / "t.csv"))
+    assert given["normalized"] == pytest.approx(given["return_mean"] / 50)
     with open(tmp_path / "runs" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == [str(imagined), str(offline)]
@@ -313,6 +319,13 @@ def test_score_normaliser():
 
     assert normalize("x:y", 50.0, random=0.0, expert=100.0) == 0.5
     assert normalize("x:unknown", 50.0) is None
+    # The reference table, for episodes played as it was measured (action repeat 2, full-length episodes) only.
+    ref = json.loads((Path(wmlab.eval.__file__).parent / "reference_scores.json").read_text())["dmc:cartpole_balance"]
+    mid = (ref["random"] + ref["expert"]) / 2
+    assert normalize("dmc:cartpole_balance", mid, action_repeat=2, time_limit=None) == pytest.approx(0.5)
+    assert normalize("dmc:cartpole_balance", mid, action_repeat=2, time_limit=25) is None
+    assert normalize("dmc:cartpole_balance", mid, action_repeat=4, time_limit=None) is None
+    assert normalize("dmc:cartpole_balance", 50.0, 0.0, 100.0, action_repeat=4, time_limit=25) == 0.5
     with pytest.raises(ValueError, match="equal"):
         normalize("x:y", 1.0, random=3.0, expert=3.0)
 

@@ -57,6 +57,10 @@ class EpisodeEvalConfig:
     seed: int = _doc("env seed of the first evaluation episode (training episodes use seeds below 10^8)",
                      100_000_000)
     table: str = _doc("results table to append to (default: results.csv in the run folder's parent)", "")
+    score_random: float | None = _doc("random-policy return for the normalised score (default: the reference "
+                                      "table's, used only for episodes played as it was measured)", None)
+    score_expert: float | None = _doc("expert return for the normalised score (default: the reference table's)",
+                                      None)
 
 
 @dataclass
@@ -527,7 +531,8 @@ def evaluate(cfg: DreamerJobConfig, env: str | None = None, **overrides: Any) ->
     paths = [str(write_mp4(run / "videos" / f"eval_{info['step']:08d}_{i}.mp4", ep["image"], fps=15))
              for i, ep in enumerate(played[:videos])]
     returns = [float(ep["reward"].sum()) for ep in played]
-    normalized = normalize(env_id, stats["return_mean"])
+    normalized = normalize(env_id, stats["return_mean"], e.score_random, e.score_expert,
+                           action_repeat=cfg.action_repeat, time_limit=cfg.time_limit)
     out = {"run": str(run), "env": env_id, "checkpoint step": info["step"], "episodes": episodes,
            "seeds": f"{seed}..{seed + episodes - 1}", "policy": "sample" if sample else "mode", **stats,
            "normalized": normalized, "returns": returns, "videos": paths}
