@@ -124,6 +124,57 @@ def test_plan2explore_scores_the_clipped_action_the_ensemble_learned_from(one_th
     assert not torch.allclose(score(agent, feat, outside), score(agent, feat, actions))
 
 
+def _start(agent, spec=SPEC):
+    post, _ = agent.wm.observe(batch_for(spec))
+    return post.detach().flatten()
+
+
+@pytest.mark.parametrize("spec,dist", [(SPEC, "normal"), (SPEC, "trunc_normal"), (DISCRETE, "normal")],
+                         ids=["normal", "trunc_normal", "discrete"])
+def test_reinforce_scores_the_imagined_actions_with_the_actor_on_detached_features(one_thread, spec, dist):
+    agent = agent_for(spec, **{"behavior.actor.dist": dist})
+    start = _start(agent, spec)
+    with torch.no_grad():
+        feat, actions, ents, logp = agent.task._imagine(agent.wm, start, agent.encode_action, True, score=True)
+    assert feat.shape[1] == actions.shape[1] + 1 and not feat.requires_grad and not actions.requires_grad
+    again = agent.task.policy(feat[:, :-1].detach())  # the actor run once more over the states it acted in
+    torch.testing.assert_close(logp, again.log_prob(actions), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ents, again.entropy(), rtol=1e-5, atol=1e-5)
+    logp.sum().backward()
+    assert has_grad(agent.task.actor) and no_grad(agent.wm)
+
+
+def test_dynamics_entropy_bonus_reads_detached_features(one_thread):
+    """With zero reward and a zero critic the dynamics loss is the entropy bonus alone; its actor gradient is
+    that of the policy's entropy on detached imagined features (not back through the dynamics)."""
+    agent = agent_for(SPEC, **{"behavior.actor.grad": "dynamics", "behavior.actor.entropy": 1.0,
+                               "behavior.return_norm": "none"})
+    task, start = agent.task, _start(agent)
+    n = start.deter.shape[0]
+    zero = lambda f, a: torch.zeros(f.shape[:2])  # noqa: E731
+    torch.manual_seed(5)
+    task.loss(agent.wm, start, torch.ones(n), zero, agent.encode_action)[0].backward()
+    got = [p.grad.clone() for p in task.actor.parameters()]
+    task.zero_grad()
+    torch.manual_seed(5)  # the same imagined trajectory
+    with torch.no_grad():
+        feat, _, _, _ = task._imagine(agent.wm, start, agent.encode_action, True, score=False)
+        cont = agent.wm.cont(feat).float()
+        disc = task.cfg.discount * torch.cat([torch.ones(n, 1), cont[:, 1:]], 1)
+        weight = torch.cumprod(torch.cat([torch.ones(n, 1), disc[:, 1:-1]], 1), 1)
+    (-(weight * task.policy(feat[:, :-1]).entropy()).mean()).backward()
+    for g, p in zip(got, task.actor.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_world_model_loss_sends_no_gradient_into_actor_or_critic(one_thread):
+    agent = agent_for(SPEC, **{"explore": "plan2explore"})
+    agent.wm.loss(batch_for(SPEC))[0].backward()
+    assert has_grad(agent.wm)
+    for part in (agent.task, agent.explorer):
+        assert all(p.grad is None for p in part.parameters())
+
+
 def test_full_loss_trains_every_part_and_slow_critic_follows(one_thread):
     agent = agent_for(SPEC)
     opt = torch.optim.AdamW(agent.optimizer_groups(), lr=1e-3)

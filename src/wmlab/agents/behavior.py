@@ -8,7 +8,8 @@ through the frozen world model. Where gradients stop:
 - the world model receives no gradient from either loss (its parameters are frozen while they are built);
 - the critic trains on detached features toward detached returns;
 - the actor's REINFORCE loss sees detached features, actions and advantages; its ``dynamics`` loss reaches
-  the actor through the imagined states and actions only.
+  the actor through the imagined states and actions of the returns only; the entropy bonus reads detached
+  features in both.
 
 Shape legend: ``N`` start states, ``H`` horizon, ``F`` features, ``A`` action size.
 """
@@ -190,7 +191,9 @@ class Behavior(nn.Module):
         # Actor.
         if dynamics:
             objective = ret / scale
-            entropy = ents
+            # The entropy regularises the policy where it is, not the states it leads to: on detached features
+            # (the rollout's own entropies would also send gradient back through the imagined dynamics).
+            entropy = self.policy(feat[:, :-1].detach()).entropy()
         else:
             adv = ((ret - v_ret[:, :-1].float()) / scale).detach()
             objective = logp * adv
