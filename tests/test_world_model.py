@@ -228,3 +228,24 @@ def test_presets_build_and_paper_parameter_count():
     count = sum(p.numel() for p in model.parameters())
     assert 15.6e6 < count < 15.8e6, count  # ≈15.7M, as in the reference PyTorch DreamerV3
     assert model.codec.embed_dim == 4096 and model.feat_dim == 512 + 1024
+
+
+def test_kl_dyn_trains_only_the_prior_and_kl_rep_only_the_posterior():
+    # One step from a zero initial state (so no other prior feeds the posterior), no free bits, no other loss:
+    # the prior's output layer learns from the kl_dyn term only and the posterior's from the kl_rep term only.
+    batch = moving_squares(4, 1, seed=3)
+    quiet = {"loss.image": 0.0, "loss.reward": 0.0, "loss.cont": 0.0, "loss.free_nats": 0.0,
+             "rssm.initial": "zeros"}
+
+    def grads(kl_dyn, kl_rep):
+        model = debug_model(**quiet, **{"loss.kl_dyn": kl_dyn, "loss.kl_rep": kl_rep})
+        model.loss(batch)[0].backward()
+        size = lambda layer: float(sum(p.grad.abs().sum() for p in layer.parameters() if p.grad is not None))  # noqa: E731
+        return size(model.rssm.prior_out), size(model.rssm.post_out)
+
+    prior, post = grads(1.0, 0.0)
+    assert prior > 0 and post == 0
+    prior, post = grads(0.0, 1.0)
+    assert prior == 0 and post > 0
+    (p1, _), (p2, _) = grads(0.5, 0.1), grads(1.0, 0.1)
+    assert p2 == pytest.approx(2 * p1, rel=1e-4)  # the prior's gradient scales with kl_dyn
