@@ -201,9 +201,24 @@ def test_dreamerv2_preset_is_config_of_the_same_classes(one_thread):
     assert cfg.behavior.critic.loss == "mse" and cfg.behavior.actor.dist == "trunc_normal"
     assert cfg.behavior.return_norm == "none" and cfg.world_model.heads.units == 400
     assert len(agent.task.actor.hidden) == 4
+    # DreamerV2's GRU keeps its LayerNorm although no other layer has one.
+    assert isinstance(agent.wm.rssm.gru_norm, torch.nn.LayerNorm) and isinstance(agent.wm.rssm.in_norm,
+                                                                                 torch.nn.Identity)
+    # Its truncated Normal: std = 2·sigmoid(·) + 0.1, starting at 1.1.
+    feat = torch.zeros(3, agent.wm.feat_dim)
+    dist = agent.task.policy(feat)
+    torch.testing.assert_close(dist.std, torch.full_like(dist.std, 1.1), atol=0.05, rtol=0)
+    wide = type(dist)(torch.cat([torch.zeros(1, 2), torch.full((1, 2), 50.0)], 1), False, 0.1, 2.1,
+                      dist="trunc_normal", std_bias=0.0)
+    torch.testing.assert_close(wide.std, torch.full((1, 2), 2.1))
     # actor.grad=auto: backprop through the dynamics for continuous actions, REINFORCE for discrete ones.
     assert cfg.behavior.actor.grad == "auto" and agent.task.grad == "dynamics"
     assert agent_for(DISCRETE, "dreamerv2").task.grad == "reinforce"
+    explorer = agent_for(SPEC, "dreamerv2", explore="plan2explore").ensemble  # the world model's units
+    assert isinstance(explorer.act, torch.nn.ELU) and not explorer.norm
+    from wmlab.jobs.dreamer import PRESETS as JOB_PRESETS
+
+    assert JOB_PRESETS["dreamerv2"]["pretrain"] == 100  # updates right after the prefill
     loss, metrics = agent.loss(batch_for(SPEC))
     loss.backward()
     assert torch.isfinite(loss) and has_grad(agent.task.actor) and has_grad(agent.wm)

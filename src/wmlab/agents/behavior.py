@@ -77,7 +77,7 @@ class Behavior(nn.Module):
     # ------------------------------------------------------------------------------------------- parts
     def policy(self, feat: Tensor) -> ActionDist:
         a = self.cfg.actor
-        return ActionDist(self.actor(feat), self.discrete, a.min_std, a.max_std, a.unimix, a.dist)
+        return ActionDist(self.actor(feat), self.discrete, a.min_std, a.max_std, a.unimix, a.dist, a.std_bias)
 
     def _decode(self, out: Tensor) -> Tensor:
         return self.twohot.decode(out) if self.twohot else out.float().squeeze(-1)

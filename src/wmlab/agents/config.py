@@ -35,6 +35,8 @@ class ActorConfig:
                                  "the widest std, instead of a random per-state bias")
     min_std: float = doc(0.1, "continuous actions: lowest standard deviation")
     max_std: float = doc(1.0, "continuous actions: highest standard deviation")
+    std_bias: float = doc(2.0, "continuous actions: std = (max_std - min_std)·sigmoid(out + std_bias) + min_std; "
+                               "2 starts near max_std (DreamerV3), 0 halfway (DreamerV2: 1.1 of [0.1, 2.1])")
     unimix: float = doc(0.01, "discrete actions: fraction of uniform mixed into the action probabilities")
     lr: float = doc(3e-5, "learning rate")
     eps: float = doc(1e-5, "AdamW epsilon")
@@ -116,7 +118,7 @@ def _heads(layers: int, units: int) -> dict[str, Any]:
 
 # DreamerV2's world model (DMC settings); also the size `wmlab train pretrain preset=dreamerv2` pretrains.
 DREAMERV2_WORLD_MODEL: dict[str, Any] = {
-    "rssm": {"deter": 200, "hidden": 200, "unimix": 0.0, "initial": "zeros"},
+    "rssm": {"deter": 200, "hidden": 200, "unimix": 0.0, "initial": "zeros", "gru_norm": True},
     "cnn": {"depth": 48},
     "heads": _heads(4, 400),
     "norm": False, "act": "elu", "reward_loss": "mse",
@@ -143,7 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "behavior": {
             "discount": 0.99, "return_norm": "none",
             "actor": {**_heads(4, 400), "grad": "auto", "dist": "trunc_normal", "entropy": 1e-4, "lr": 8e-5,
-                      "unimix": 0.0},
+                      "unimix": 0.0, "max_std": 2.1, "std_bias": 0.0},
             "critic": {**_heads(4, 400), "loss": "mse", "slow_rate": 1.0, "slow_every": 100, "slow_reg": 0.0,
                        "returns_from": "slow", "lr": 8e-5},
         },

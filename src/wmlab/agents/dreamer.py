@@ -85,7 +85,7 @@ class DreamerAgent(nn.Module):
         if cfg.explore == "plan2explore":
             r = cfg.world_model.rssm
             width = {"stoch": r.stoch * r.classes, "deter": r.deter, "feat": feat}[cfg.plan2explore.target]
-            self.ensemble = Ensemble(cfg.plan2explore, feat, self.wm.actions.dim, width)
+            self.ensemble = Ensemble(cfg.plan2explore, feat, self.wm.actions.dim, width, norm, act)
             self.explorer = Behavior(cfg.behavior, feat, self.action_size, self.discrete, norm, act)
         elif cfg.explore != "none":
             raise ValueError(f"agent.explore={cfg.explore!r} must be none or plan2explore")

@@ -16,13 +16,16 @@ from torch import Tensor, nn
 
 from wmlab.agents.config import Plan2ExploreConfig
 from wmlab.models.rssm import State
+from wmlab.nn.blocks import activation
 
 
 class Ensemble(nn.Module):
     """``K`` MLPs ``(features_t, action_t) → target_{t+1}`` trained on the world model's posteriors."""
 
-    def __init__(self, cfg: Plan2ExploreConfig, feat_dim: int, action_dim: int, target_dim: int) -> None:
+    def __init__(self, cfg: Plan2ExploreConfig, feat_dim: int, action_dim: int, target_dim: int,
+                 norm: bool = True, act: str = "silu") -> None:
         super().__init__()
+        self.norm, self.act = norm, activation(act)  # the world model's units (DreamerV2: ELU, no norm)
         if cfg.members < 2:
             raise ValueError(f"plan2explore.members={cfg.members} must be >= 2 (disagreement needs several)")
         self.cfg = cfg
@@ -41,7 +44,7 @@ class Ensemble(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b.to(h.dtype), h, w.to(h.dtype))
             if i < last:
-                h = F.silu(F.layer_norm(h, h.shape[-1:]))
+                h = self.act(F.layer_norm(h, h.shape[-1:]) if self.norm else h)
         return h
 
     def target(self, wm: nn.Module, state: State) -> Tensor:

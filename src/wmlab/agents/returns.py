@@ -77,7 +77,7 @@ class ActionDist:
     _EPS = 1e-6  # keeps the inverse CDF off 0 and 1, where its derivative is infinite
 
     def __init__(self, out: Tensor, discrete: bool, min_std: float = 0.1, max_std: float = 1.0,
-                 unimix: float = 0.01, dist: str = "normal") -> None:
+                 unimix: float = 0.01, dist: str = "normal", std_bias: float = 2.0) -> None:
         if dist not in ("normal", "trunc_normal"):
             raise ValueError(f"actor dist={dist!r} must be normal or trunc_normal")
         self.discrete = discrete
@@ -92,7 +92,7 @@ class ActionDist:
             else:
                 mean, std = out.chunk(2, -1)
                 self.mean = torch.tanh(mean)
-                self.std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
+                self.std = (max_std - min_std) * torch.sigmoid(std + std_bias) + min_std
                 if self.truncated:  # standardised bounds α, β and the mass Z = Φ(β) - Φ(α) inside them
                     self.alpha = (-1.0 - self.mean) / self.std
                     self.beta = (1.0 - self.mean) / self.std

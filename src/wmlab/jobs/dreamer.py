@@ -578,7 +578,7 @@ def _presets() -> dict[str, dict[str, Any]]:
         # CPU-sized: the learning-curve runs in the README.
         "small": {"agent": AGENT["small"]},
         "paper": {},  # the defaults are the paper configuration
-        "dreamerv2": {"agent": AGENT["dreamerv2"], "train_ratio": 160.0, "length": 50,
+        "dreamerv2": {"agent": AGENT["dreamerv2"], "train_ratio": 160.0, "length": 50, "pretrain": 100,
                       "trainer": {"weight_decay": 1e-6}},
     }
 

@@ -32,6 +32,9 @@ class RSSMConfig:
     unimix: float = doc(0.01, "fraction of uniform mixed into latent probabilities (DreamerV3: 1%)")
     initial: Literal["learned", "zeros"] = doc("learned", "initial state: tanh of a learned vector, or zeros")
     update_bias: float = doc(-1.0, "bias added to the GRU update gate (negative: keep the old state early on)")
+    gru_norm: bool | None = doc(None, "LayerNorm on the GRU's gate pre-activations: none follows the world "
+                                      "model's norm (DreamerV3); true keeps it where other layers have none "
+                                      "(DreamerV2)")
 
 
 @dataclass

@@ -87,8 +87,9 @@ class RSSM(nn.Module):
         self.stoch_in = nn.Linear(flat, hd, bias=not norm)
         self.action_in = nn.Linear(action_dim, hd, bias=False) if action_dim > 0 else None
         self.in_norm, self.in_act = ln(hd), activation(act)
-        self.gru = nn.Linear(hd + d, 3 * d, bias=not norm)
-        self.gru_norm = ln(3 * d)
+        gru_norm = norm if cfg.gru_norm is None else bool(cfg.gru_norm)
+        self.gru = nn.Linear(hd + d, 3 * d, bias=not gru_norm)
+        self.gru_norm = nn.LayerNorm(3 * d, eps=LN_EPS) if gru_norm else nn.Identity()
         self.prior_hidden = NormLinear(d, hd, norm, act)
         self.prior_out = nn.Linear(hd, flat)
         # Posterior layer Linear([deter, embed]) split likewise: the embedding part runs once for all T.
