@@ -414,6 +414,15 @@ def test_compare_plots_mean_over_seeds(tmp_path):
         assert len(list(csv.DictReader(f))) == 3
     with pytest.raises(ValueError, match="no 'eval/success'"):
         compare([tmp_path / "s0"], tmp_path / "x.png", key="eval/success")
+    # `wmlab compare runs/*` also meets pretraining runs: they are skipped with a warning.
+    pre = tmp_path / "pre_apv"
+    pre.mkdir()
+    (pre / "run.json").write_text('{"job": "pretrain", "preset": "dreamerv2"}')
+    with pytest.warns(UserWarning, match="not dreamer runs: .*pre_apv"):
+        again = compare([tmp_path / "s0", tmp_path / "s1", pre], tmp_path / "curves.png")
+    assert again["final"] == out["final"]
+    with pytest.raises(ValueError, match="no dreamer run folder"), pytest.warns(UserWarning):
+        compare([pre], tmp_path / "x.png")
 
 
 def test_compare_keeps_runs_with_other_settings_apart(tmp_path):

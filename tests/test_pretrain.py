@@ -295,3 +295,16 @@ def test_video_bonus_queue_is_a_fifo_and_the_bonus_is_the_kth_neighbour_distance
     torch.testing.assert_close(got, kth / bonus.mean)
     torch.testing.assert_close(restored(feats[2]), bonus(feats[2]))
     assert all(torch.equal(before[k], v) for k, v in bonus.state_dict().items())  # eval mode changes nothing
+
+
+@pytest.mark.parametrize("preset", ["dreamerv2", "dreamerv2_metaworld"])
+def test_pretrain_and_finetune_presets_build_the_same_world_model(tmp_path, preset):
+    """A world model pretrained with preset=P is the one `wmlab train dreamer preset=P init=` fine-tunes."""
+    _, pre = api.prepare_run("pretrain", preset=preset, method="plain", run_dir=str(tmp_path / "pre"))
+    _, ft = api.prepare_run("dreamer", preset=preset, run_dir=str(tmp_path / "ft"))
+    pre_model = C.to_dict(pre.model)
+    ft_model = C.to_dict(ft.agent.world_model)
+    for key in ("rssm", "cnn", "heads", "loss", "norm", "act", "image_loss", "reward_loss", "proprio_symlog"):
+        assert pre_model[key] == ft_model[key], key
+    if preset == "dreamerv2_metaworld":
+        assert ft.action_repeat == 1 and ft.time_limit == 500 and ft_model["rssm"]["deter"] == 1024

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from wmlab.config import flatten
 from wmlab.models.config import PRESETS as WM_PRESETS
 from wmlab.models.config import WorldModelConfig, doc
 
@@ -127,6 +128,11 @@ DREAMERV2_WORLD_MODEL: dict[str, Any] = {
     "proprio_symlog": False,
 }
 
+# DreamerV2 as APV, ContextWM and PreLAR run it on Meta-World: DreamerV2's default 1024-wide RSSM and no
+# free bits (their `metaworld` config); also what `wmlab train pretrain preset=dreamerv2_metaworld` pretrains.
+DREAMERV2_METAWORLD_WORLD_MODEL: dict[str, Any] = {
+    **flatten(DREAMERV2_WORLD_MODEL), "rssm.deter": 1024, "rssm.hidden": 1024, "loss.free_nats": 0.0}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "debug": {
         "world_model": WM_PRESETS["debug"],
@@ -153,3 +159,5 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_lr": 3e-4, "model_eps": 1e-5, "model_clip": 100.0,
     },
 }
+PRESETS["dreamerv2_metaworld"] = {**flatten(PRESETS["dreamerv2"]),
+                                  **{f"world_model.{k}": v for k, v in DREAMERV2_METAWORLD_WORLD_MODEL.items()}}

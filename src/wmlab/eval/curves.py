@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,6 +72,11 @@ def _short(key: str) -> str:
     return ".".join(key.split(".")[-2:])
 
 
+def _job_of(run: str | Path) -> str | None:
+    path = Path(run) / "run.json"
+    return json.loads(path.read_text()).get("job") if path.is_file() else None
+
+
 def group_runs(runs: Sequence[str | Path]) -> dict[str, list[Path]]:
     """Runs grouped into settings, each labelled ``env · method · preset`` and the keys where settings differ."""
     settings: list[dict[str, Any]] = []
@@ -98,6 +104,14 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     """Plot the grouped curves of ``runs`` into ``out`` (png/svg/pdf); returns final mean ± std per group."""
     if not runs:
         raise ValueError("compare needs at least one run folder")
+    # `wmlab compare runs/*` also meets pretraining and world-model runs, which have no episode scores.
+    skipped = [str(r) for r in runs if _job_of(r) != "dreamer"]
+    runs = [r for r in runs if _job_of(r) == "dreamer"]
+    if skipped:
+        warnings.warn(f"compare: skipped {len(skipped)} folder(s) that are not dreamer runs: {', '.join(skipped)}",
+                      stacklevel=2)
+    if not runs:
+        raise ValueError(f"compare found no dreamer run folder among {', '.join(skipped)}")
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for label, members in group_runs(runs).items():
         for run in members:

@@ -580,6 +580,11 @@ def _presets() -> dict[str, dict[str, Any]]:
         "paper": {},  # the defaults are the paper configuration
         "dreamerv2": {"agent": AGENT["dreamerv2"], "train_ratio": 160.0, "length": 50, "pretrain": 100,
                       "trainer": {"weight_decay": 1e-6}},
+        # The video-pretraining papers' Meta-World runs: 500-step episodes at action repeat 1, batch 50×50
+        # every 5 steps (train ratio 500), 1024-wide RSSM.
+        "dreamerv2_metaworld": {"agent": AGENT["dreamerv2_metaworld"], "train_ratio": 500.0, "batch_size": 50,
+                                "length": 50, "pretrain": 100, "action_repeat": 1, "time_limit": 500,
+                                "trainer": {"weight_decay": 1e-6}},
     }
 
 

@@ -124,9 +124,10 @@ def evaluate(cfg: PretrainJobConfig, **overrides: Any) -> dict[str, Any]:
 PRESET_METHODS = phase("pretrain")
 
 def _presets() -> dict[str, Any]:
-    from wmlab.agents.config import DREAMERV2_WORLD_MODEL
+    from wmlab.agents.config import DREAMERV2_METAWORLD_WORLD_MODEL, DREAMERV2_WORLD_MODEL
 
-    return {**wmjob.PRESETS, "dreamerv2": {"model": DREAMERV2_WORLD_MODEL}}
+    return {**wmjob.PRESETS, "dreamerv2": {"model": DREAMERV2_WORLD_MODEL},
+            "dreamerv2_metaworld": {"model": DREAMERV2_METAWORLD_WORLD_MODEL}}
 
 
 PRESETS = _presets()
