@@ -221,7 +221,14 @@ def test_contextwm_pretrain_then_finetune_keeps_the_codec(tmp_path, frames_store
     agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1})
     report = load_world_model(agent, str(pre))
     assert not any(n.startswith(("codec.", "af_rssm.")) for n in report["new"])
-    assert any(n.startswith("rssm.action_in") for n in report["new"])
+    assert any(n.startswith("rssm.action_in") for n in report["new"]) and report["unused"] == []
+    # Fine-tuning it without its method is refused, naming the method; loaded anyway, the parts that would be
+    # dropped are listed as unused.
+    with pytest.raises(ConfigError, match="method=contextwm"):
+        api.train("dreamer", preset="debug", init=str(pre), run_dir=str(tmp_path / "plain_ft"))
+    _, plain = api.prepare_run("dreamer", preset="debug", run_dir=str(tmp_path / "plain_ft2"))
+    dropped = load_world_model(DreamerAgent(plain.agent, {**spec, "action_dim": 1}), str(pre))["unused"]
+    assert dropped and any(n.startswith("codec.context") for n in dropped)
     result = api.evaluate(str(pre), windows=2, context=2, horizon=4)
     assert result["PSNR steps 1-10 (model)"] > 0
 

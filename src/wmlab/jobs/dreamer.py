@@ -216,8 +216,13 @@ def load_world_model(agent: Any, path: str) -> dict[str, Any]:
     new = sorted(set(own) - set(loaded) - {"updates"})
     # Parts outside the world model that the agent creates new (actor, critic, the policy's reward head...).
     others = sorted(name for name, _ in agent.named_children() if name != "wm")
+    # Source world-model tensors this agent has no place for (a context encoder fine-tuned without it...).
+    taken = {"rssm." + n[len("af_rssm."):] if stack_from_plain and n.startswith("af_rssm.") else n
+             for n in loaded + mismatched}
+    unused = sorted(k[len(prefix):] for k in tensors if k.startswith(prefix)
+                    and k[len(prefix):] not in taken | {"updates"} and not k[len(prefix):].startswith(untrained))
     return {"path": str(step_dir), "loaded": len(loaded), "new": new, "mismatched": mismatched,
-            "agent_new": others}
+            "unused": unused, "agent_new": others}
 
 
 def _run_of(step_dir: Path) -> Path:
@@ -339,6 +344,27 @@ def _check(cfg: DreamerJobConfig) -> None:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be >= 1")
     if cfg.train_ratio <= 0:
         raise ConfigError(f"train_ratio={cfg.train_ratio} must be > 0")
+    if cfg.init:
+        pretrained = _method_of(cfg.init)
+        if pretrained is not None and pretrained != cfg.method:
+            raise ConfigError(f"init={cfg.init} was trained with method={pretrained}, but this run has "
+                              f"method={cfg.method}: its {pretrained} parts would be dropped; add method={pretrained} "
+                              f"(or start from another run)")
+
+
+def _method_of(path: str) -> str | None:
+    """The video-pretraining method of the run that holds checkpoint ``path`` (None when it names none)."""
+    import yaml
+
+    from wmlab.train import checkpoint as ckpt
+
+    try:
+        config = _run_of(ckpt.resolve(path)) / "config.yaml"
+    except FileNotFoundError:
+        return None  # load_world_model names the missing checkpoint
+    if not config.is_file():
+        return None
+    return (yaml.safe_load(config.read_text()) or {}).get("method")
 
 
 # --------------------------------------------------------------------------------------------------- run
