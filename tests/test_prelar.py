@@ -222,3 +222,10 @@ def test_discrete_latent_actions_pretrain_then_finetune_onto_the_same_codes():
 def test_bad_code_count_is_a_clear_error(codes):
     with pytest.raises(ValueError, match="latent_action.codes"):
         model(spec(), **{"latent_action.codes": codes})
+
+
+def test_the_world_model_loss_trains_continuous_latent_actions(one_thread):
+    m = model(spec(), **{"latent_action.contrastive": 0.0})  # no InfoNCE: only the KL and reconstruction
+    m.loss(squares(3, 5, seed=10, with_action=False))[0].backward()
+    g = [p.grad for n, p in m.named_parameters() if n.startswith("actions.lam.infer.")]
+    assert g and all(x is not None for x in g) and sum(x.abs().sum() for x in g) > 0

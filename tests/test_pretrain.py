@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -315,3 +316,33 @@ def test_pretrain_and_finetune_presets_build_the_same_world_model(tmp_path, pres
         assert pre_model[key] == ft_model[key], key
     if preset == "dreamerv2_metaworld":
         assert ft.action_repeat == 1 and ft.time_limit == 500 and ft_model["rssm"]["deter"] == 1024
+
+
+def test_pretrain_writes_its_spec_before_training(tmp_path, frames_store, monkeypatch, one_thread):
+    from wmlab.train import Trainer
+
+    seen, real = [], Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, *a, **k: seen.append(
+        (Path(self.run_dir) / "spec.json").exists()) or real(self, *a, **k))
+    api.train("pretrain", preset="debug", method="apv", data=str(frames_store), run_dir=str(tmp_path / "pre"),
+              **{"trainer.steps": 1, "trainer.ckpt_every": 1, "trainer.eval_every": 0})
+    assert seen == [True]  # a fine-tuning run can start from its checkpoints while it trains
+
+
+def test_the_stacked_action_free_model_keeps_learning_its_own_prior(one_thread):
+    # From a zero initial state the action-free prior's output layer is reached by its own KL terms only.
+    torch.manual_seed(0)
+    model = WorldModel(make_config("debug", stack=True, **{"rssm.initial": "zeros"}), SPEC)
+    model.loss(batch_for())[0].backward()
+    assert grad_sum(model.af_rssm.prior_out) > 0
+
+
+def test_the_policy_reward_head_trains_the_world_model_features(one_thread):
+    quiet = {f"world_model.loss.{k}": 0.0 for k in ("image", "reward", "cont", "kl_dyn", "kl_rep")}
+    torch.manual_seed(0)
+    cfg = C.resolve(AgentConfig(), PRESETS, "debug", {"intrinsic": "video", "world_model.stack": True, "knn_k": 2,
+                                                       **quiet})
+    agent = DreamerAgent(cfg, SPEC)
+    torch.nn.init.normal_(agent.policy_reward.out.weight, std=0.1)  # as after some training (it starts at zero)
+    agent.loss(batch_for())[0].backward()  # the world model's own losses are off: what reaches it is this head's
+    assert grad_sum(agent.policy_reward) > 0 and grad_sum(agent.wm.codec.encoder) > 0

@@ -13,7 +13,8 @@ its plug points; nothing here is code.
   bonus and the dual reward heads.
 - ``prelar`` (Zhang et al. 2024): latent actions inferred from frames drive the RSSM in pretraining; at
   fine-tuning an action encoder maps real actions into that space, aligned with the reused latent action
-  model (``action_input=prelar`` in both phases; the plug switches on whether the data has actions).
+  model (``action_input=prelar`` in both phases; the plug switches on whether the data has actions), with
+  APV's video bonus and dual reward heads as PreLAR's fine-tuning config has them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "prelar": {
         "pretrain": {"model": {"action_input": "prelar"}},
-        "finetune": {"agent": {"world_model": {"action_input": "prelar"}}},
+        "finetune": {"agent": {"world_model": {"action_input": "prelar"}, "intrinsic": "video"}},
     },
 }
 

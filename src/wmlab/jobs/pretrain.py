@@ -91,12 +91,12 @@ def run(cfg: PretrainJobConfig) -> dict[str, Any]:
     evaluators = []
     if cfg.trainer.eval_every and store.ids(split=cfg.eval.split):
         evaluators.append(wmjob._open_loop_evaluator(_FrameStore(store, keys), cfg.eval))
-    with Trainer(model, data, cfg.trainer, cfg.run_dir, evaluators=evaluators, model_config=cfg.model) as trainer:
-        out = trainer.fit()
     import json
 
+    # Written first: a fine-tuning run may start from this one's checkpoints while it still trains.
     write_run_file(Path(cfg.run_dir) / "spec.json", json.dumps(spec, indent=1, default=list))
-    return out
+    with Trainer(model, data, cfg.trainer, cfg.run_dir, evaluators=evaluators, model_config=cfg.model) as trainer:
+        return trainer.fit()
 
 
 class _FrameStore:
