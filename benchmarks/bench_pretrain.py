@@ -23,7 +23,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_modes_argument, apply_memory, cpu_name, selected_modes  # noqa: E402
+from bench_world_model import add_modes_argument, apply_memory, device_name, selected_modes, sync  # noqa: E402
 
 
 
@@ -33,9 +33,11 @@ def main() -> None:
     parser.add_argument("--preset", default="dreamerv2")
     parser.add_argument("--methods", default="apv,contextwm,prelar")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     add_modes_argument(parser)
     parser.add_argument("--out", default=str(HERE / "results" / "pretrain.json"))
     args = parser.parse_args()
+    device = torch.device(args.device)
     memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)
 
@@ -51,19 +53,19 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     is_first = torch.zeros(b, t, dtype=torch.bool)
     is_first[:, 0] = True
-    batch = {"image": torch.randint(0, 256, (b, t, 64, 64, 3), dtype=torch.uint8, generator=g),
-             "is_first": is_first}
+    batch = {"image": torch.randint(0, 256, (b, t, 64, 64, 3), dtype=torch.uint8, generator=g).to(device),
+             "is_first": is_first.to(device)}
     methods = phase("pretrain")
     rows = []
     for method in args.methods.split(","):
         cfg = C.apply(C.resolve(PretrainJobConfig(), PRESETS, args.preset, {}), C.flatten(methods[method]))
         torch.manual_seed(0)
-        model = WorldModel(cfg.model, spec)
+        model = WorldModel(cfg.model, spec).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         params = sum(p.numel() for p in model.parameters())
         for mode, dtype in modes.items():
             def step() -> None:
-                with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                     loss, _ = model.loss(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -72,15 +74,17 @@ def main() -> None:
             step()  # warm-up
             times = []
             for _ in range(steps):
+                sync(device)
                 t0 = time.perf_counter()
                 step()
+                sync(device)
                 times.append(time.perf_counter() - t0)
             sec = statistics.median(times)
             rows.append({"method": method, "mode": mode, "params": params, "s_per_step": sec,
                          "frames_per_s": b * t / sec})
             print(f"  {method} {mode}: {b * t / sec:.0f} frames/s", file=sys.stderr, flush=True)
     lines = [f"Pretraining update, preset `{args.preset}`, batch {b}×{t} of 64×64 frames, "
-             f"{torch.get_num_threads()} threads, {cpu_name()}, {memory}" + (" — QUICK (not a measurement)" if args.quick else ""),
+             f"{torch.get_num_threads()} threads, {device_name(device)}, {memory}" + (" — QUICK (not a measurement)" if args.quick else ""),
              "", "| method | params | precision | s/update | frames/s |", "|---|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['params'] / 1e6:.2f}M | {r['mode']} | {r['s_per_step']:.2f} | "
@@ -90,7 +94,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": {"quick": args.quick, "preset": args.preset, "batch": b, "length": t,
-                                        "threads": torch.get_num_threads(), "cpu": cpu_name(), "memory": memory,
+                                        "threads": torch.get_num_threads(), "device": device_name(device), "memory": memory,
                                         "torch": torch.__version__,
                                         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
                                "rows": rows}, indent=1))

@@ -254,3 +254,14 @@ def test_world_model_resume_equals_an_uninterrupted_run(tmp_path, one_thread, wo
         assert torch.equal(a[k], b[k]), f"{k} differs after resume"
     state = json.loads((tmp_path / "b" / "checkpoints" / "00000004" / "state.json").read_text())
     assert state["data"] == [{"position": 4}]
+
+
+def test_pretraining_benchmark_runs_quick(tmp_path):
+    out = tmp_path / "pretrain.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pretrain.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--methods", "apv,prelar", "--modes", "fp32",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["apv", "prelar"] and all(r["frames_per_s"] > 0 for r in rows)
+    assert "QUICK" in out.with_suffix(".md").read_text()

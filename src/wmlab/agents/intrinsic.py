@@ -4,6 +4,9 @@ A state is novel when its representation — latent features averaged over a sho
 fixed random projection — lies far from the others: the bonus is the distance to the k-th nearest
 neighbour among the batch and a FIFO queue of recent representations, divided by a running mean so its
 scale stays put. Everything here is a buffer, so it checkpoints with the agent and resumes exactly.
+The window is causal (steps t-w+1..t, fewer at a clip's start), so every step of a clip gets a bonus; APV's
+code averages the window ahead (t..t+w-1) and drops the last w-1 steps, and takes the mean of the k nearest
+distances where this takes the k-th.
 
 Shape legend: ``B`` batch, ``T`` time, ``F`` features, ``D`` projection width, ``Q`` queue size.
 """

@@ -11,6 +11,10 @@ InfoNCE loss that makes each ``z_t`` pick out its own transition among the other
 a projection of ``z_t``, keys a projection of the frame-embedding change ``e_{t+1} - e_t``, cosine
 similarities over a temperature, cross-entropy (both directions) with the matching transition as positive.
 Unlike the original code's ``sign()``-based loss, its gradient is real and reaches every LAM parameter.
+Two deliberate differences from the published method: the contrastive keys are the LAM's own frame-embedding
+changes (the paper ties latent-action differences to differences of the RSSM's prior), and the continuous
+latent action is deterministic, bounded by ``tanh`` and its width ``dim``, with no KL bottleneck toward
+N(0, 1); ``latent_action.codes`` gives the discrete bottleneck instead.
 
 Latent actions are continuous (``tanh`` of the LAM's output) or, with ``latent_action.codes=N``, discrete:
 the output is quantised to the nearest of ``N`` unit-norm codes (EMA codebook, straight-through gradient,
