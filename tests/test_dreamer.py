@@ -578,3 +578,19 @@ def test_bf16_dreamer_update_trains_every_part_with_finite_fp32_losses(tmp_path,
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, metrics = agent.loss(batch_for(spec, seed=99))
     assert loss.dtype == torch.float32 and all(torch.isfinite(v) for v in metrics.values())
+
+
+def test_online_training_interleaves_with_every_policy_step(tmp_path, one_thread, monkeypatch):
+    from wmlab.train import Trainer
+
+    calls, real = [], Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, until=None: calls.append((self.step, until)) or
+                        real(self, until))
+    out = api.train("dreamer", preset="debug", run_dir=str(tmp_path / "r"), env_steps=150, prefill=50,
+                    **{"eval.every": 0, "eval.videos": 0})
+    # debug: 1 update per agent step (train ratio 32, batch 4×8): trained between steps, one at a time.
+    trained = [(a, b) for a, b in calls if b is not None and b > a]
+    assert len(trained) >= 0.8 * out["step"] and all(b - a <= 2 for a, b in trained[1:])
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["step"] for r in rows if "train/loss" in r]
+    assert logged and all(s % 5 == 0 for s in logged[:-1])  # log_every=5 still averages across calls

@@ -8,9 +8,9 @@ data at all from a trained world model.
     wmlab train dreamer init=runs/wm start=imagined env=dmc:walker_walk
     wmlab eval runs/dreamer episodes=20                              # mean ± std return, videos, results.csv
 
-Online, collection and training interleave per episode: after each collected episode the agent makes as
-many updates as the train ratio allows (replayed steps per policy step). Checkpoints fall between
-episodes and hold everything the run needs to continue exactly: weights, optimizers, RNG, the replay
+Online, collection and training interleave per step: between two policy steps the agent makes the updates
+the train ratio allows (replayed steps per policy step) on the episodes already in the replay; an episode
+enters the replay when it ends. Checkpoints fall between episodes and hold everything the run needs to continue exactly: weights, optimizers, RNG, the replay
 sampler's position and the step counters. Episodes a crashed run collected after its last checkpoint are
 removed from the replay on resume and collected again, identically.
 """
@@ -491,13 +491,30 @@ def _run_online(cfg: DreamerJobConfig) -> dict[str, Any]:
                    unit="step", dynamic_ncols=True, disable=not cfg.trainer.progress)
         stats: dict[str, float] = {}
         t0 = time.perf_counter()
+        def due(steps_in_episode: int) -> int:  # updates the train ratio allows after this many agent steps
+            taken = c["agent_steps"] + steps_in_episode - c["train_from"]
+            return cfg.pretrain + int(taken * cfg.train_ratio / batch_steps)
+
+        def acting_and_training(act: Any) -> Any:
+            """The policy, with the updates that fall due trained between its steps (DreamerV3 interleaves
+            per step: the policy improves within an episode, from the episodes already in the replay)."""
+            steps = [0]
+
+            def policy(obs: dict) -> Any:
+                if due(steps[0]) > trainer.step:
+                    trainer.fit(until=due(steps[0]))
+                steps[0] += 1
+                return act(obs)
+
+            return policy
+
         while c["env_steps"] < cfg.env_steps:
             i = c["episodes"]
             before = c["env_steps"]
-            episode = rollout(env, _agent_policy(agent, behavior), episode_seed(i), cfg.time_limit)
+            policy = acting_and_training(_agent_policy(agent, behavior))
+            episode = rollout(env, policy, episode_seed(i), cfg.time_limit)
             replay.add(episode, {"index": i, "seed": episode_seed(i), "policy": behavior}, ar)
-            due = cfg.pretrain + int((c["agent_steps"] - c["train_from"]) * cfg.train_ratio / batch_steps)
-            trainer.fit(until=due)
+            trainer.fit(until=due(0))  # the rest, counted with the whole episode
             values = {"episode/return": float(episode["reward"].sum()), "episode/length": len(episode["reward"]) - 1,
                       "env_step": c["env_steps"], "replay/episodes": c["episodes"],
                       "time/env_steps_per_s": (c["env_steps"] - before) / max(time.perf_counter() - t0, 1e-9)}

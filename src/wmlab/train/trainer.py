@@ -104,6 +104,7 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.step = 0
         self.skipped_steps = 0
+        self._window: tuple[dict[str, torch.Tensor], int, int, float] = ({}, 0, 0, 0.0)  # metrics since last log
         self.last_metrics: dict[str, Any] = {}
         self._skip_warnings = 0
         self._compile_reported = False
@@ -296,8 +297,10 @@ class Trainer:
 
             bar = tqdm(total=c.steps, initial=self.step, desc=f"{self.run_dir.name} ({self.precision})",
                        dynamic_ncols=True)
-        window: dict[str, torch.Tensor] = {}
-        counted, steps, busy = 0, 0, 0.0  # busy: seconds inside train_step (evaluation and saving excluded)
+        # The averaging window outlives one call: a driver that trains a few updates at a time (online RL)
+        # still logs means over log_every updates. busy: seconds inside train_step (evaluation and saving
+        # excluded).
+        window, counted, steps, busy = self._window
         try:
             while self.step < until:
                 t0 = time.perf_counter()
@@ -322,6 +325,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
         finally:
+            self._window = (window, counted, steps, busy)
             if bar is not None:
                 bar.close()
             self.logger.flush()
