@@ -116,8 +116,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--out", default=str(HERE / "results" / "dreamer.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/dreamer[_quick].json; the .md beside it)")
     args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / f"dreamer{'_quick' if args.quick else ''}.json")
     device = torch.device(args.device)
     memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)

@@ -62,8 +62,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed updates per stage and precision")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per play setting")
     add_modes_argument(parser)
-    parser.add_argument("--out", default=str(HERE / "results" / "genie.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/genie[_quick].json; the .md beside it)")
     args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / f"genie{'_quick' if args.quick else ''}.json")
     memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)
     from wmlab.models.genie import GenieStream, count_parameters

@@ -35,8 +35,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     add_modes_argument(parser)
-    parser.add_argument("--out", default=str(HERE / "results" / "pretrain.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/pretrain[_quick].json; the .md beside it)")
     args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / f"pretrain{'_quick' if args.quick else ''}.json")
     device = torch.device(args.device)
     memory = apply_memory(args)
     modes = selected_modes(parser, args.modes)

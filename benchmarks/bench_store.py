@@ -115,9 +115,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny stores and few batches: proves the script runs")
     parser.add_argument("--batches", type=int, default=None, help="batches timed per configuration")
     parser.add_argument("--workers", default="0,1,2")
-    parser.add_argument("--out", default=str(HERE / "results" / "store.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/store[_quick].json; the .md beside it)")
     parser.add_argument("--measure", nargs=3, metavar=("ROOT", "WORKERS", "BATCHES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / f"store{'_quick' if args.quick else ''}.json")
     if args.measure:
         print(json.dumps(measure(args.measure[0], int(args.measure[1]), int(args.measure[2]))))
         return

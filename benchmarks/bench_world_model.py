@@ -160,8 +160,10 @@ def main() -> None:
                         help="side of the peak matmul (default 4096; quick 1024)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     add_modes_argument(parser)
-    parser.add_argument("--out", default=str(HERE / "results" / "world_model.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/world_model[_quick].json; the .md beside it)")
     args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / f"world_model{'_quick' if args.quick else ''}.json")
     device = torch.device(args.device)
     memory = apply_memory(args)
 
