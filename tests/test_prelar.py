@@ -229,3 +229,26 @@ def test_the_world_model_loss_trains_continuous_latent_actions(one_thread):
     m.loss(squares(3, 5, seed=10, with_action=False))[0].backward()
     g = [p.grad for n, p in m.named_parameters() if n.startswith("actions.lam.infer.")]
     assert g and all(x is not None for x in g) and sum(x.abs().sum() for x in g) > 0
+
+
+def test_gaussian_latent_actions_with_a_kl_bottleneck(one_thread):
+    m = model(spec(), **{"latent_action.kl": 0.5})
+    batch = squares(3, 5, seed=11, with_action=False)
+    loss, metrics = m.loss(batch)
+    assert torch.isfinite(loss) and metrics["latent_action_kl"] > 0
+    m.zero_grad()
+    scale, kl = m.actions.aux_losses(batch)["latent_action_kl"]
+    assert scale == 0.5
+    kl.backward()  # the bottleneck pulls the inference network toward the prior
+    assert sum(p.grad.abs().sum() for n, p in m.named_parameters()
+               if n.startswith("actions.lam.infer.") and p.grad is not None) > 0
+    with torch.no_grad():  # sampled while training, the mean in eval mode
+        a, b = m.actions(batch), m.actions({**batch, "image": batch["image"].clone()})
+        assert not torch.allclose(a[:, :-1], b[:, :-1])
+        m.eval()
+        c, d = m.actions(batch), m.actions({**batch, "image": batch["image"].clone()})
+        torch.testing.assert_close(c, d)
+    # Fine-tuning: encoded real actions are unbounded like the Gaussian latents and align to them.
+    fine = model(spec(action_dim=2), seed=1, **{"latent_action.kl": 0.5})
+    fine.load_state_dict(m.state_dict(), strict=False)
+    assert "latent_action_align" in fine.loss(squares(3, 5, seed=12))[1]

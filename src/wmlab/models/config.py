@@ -87,6 +87,9 @@ class LatentActionConfig:
     codes: int = doc(0, "0: continuous latent actions (tanh-bounded); N > 0: discrete, each latent action is one "
                         "of N unit-norm codes of a vector quantiser (EMA codebook, straight-through gradient)")
     beta: float = doc(0.25, "codes > 0: scale of the commitment loss pulling the LAM's outputs onto their codes")
+    kl: float = doc(0.0, "codes = 0: > 0 makes the latent action Gaussian (sampled while training, its mean in "
+                         "eval mode) with this scale on its KL to N(0, 1), PreLAR's bottleneck; 0: tanh-bounded "
+                         "and deterministic")
     depth: int = doc(16, "channels of the latent action model's frame encoder")
     units: int = doc(256, "hidden units of its MLPs and of the action encoder")
     layers: int = doc(2, "hidden layers of the action encoder")

@@ -11,10 +11,10 @@ InfoNCE loss that makes each ``z_t`` pick out its own transition among the other
 a projection of ``z_t``, keys a projection of the frame-embedding change ``e_{t+1} - e_t``, cosine
 similarities over a temperature, cross-entropy (both directions) with the matching transition as positive.
 Unlike the original code's ``sign()``-based loss, its gradient is real and reaches every LAM parameter.
-Two deliberate differences from the published method: the contrastive keys are the LAM's own frame-embedding
-changes (the paper ties latent-action differences to differences of the RSSM's prior), and the continuous
-latent action is deterministic, bounded by ``tanh`` and its width ``dim``, with no KL bottleneck toward
-N(0, 1); ``latent_action.codes`` gives the discrete bottleneck instead.
+One deliberate difference from the published method: the contrastive keys are the LAM's own frame-embedding
+changes (the paper ties latent-action differences to differences of the RSSM's prior). The continuous latent
+action is by default deterministic and ``tanh``-bounded; ``latent_action.kl > 0`` makes it PreLAR's Gaussian
+with a KL bottleneck toward N(0, 1) (``latent_action_kl``), and ``latent_action.codes`` a discrete one.
 
 Latent actions are continuous (``tanh`` of the LAM's output) or, with ``latent_action.codes=N``, discrete:
 the output is quantised to the nearest of ``N`` unit-norm codes (EMA codebook, straight-through gradient,
@@ -58,7 +58,8 @@ class LatentActionModel(nn.Module):
         la, c = cfg.latent_action, cfg.cnn
         self.frames = ConvEncoder(image, la.depth, (), c.kernel, c.min_res, cfg.norm, cfg.act)
         e = self.frames.out_dim
-        self.infer = MLP(2 * e, la.dim, la.layers, la.units, cfg.norm, cfg.act)
+        self.gaussian = la.kl > 0 and la.codes == 0
+        self.infer = MLP(2 * e, 2 * la.dim if self.gaussian else la.dim, la.layers, la.units, cfg.norm, cfg.act)
         self.query = MLP(la.dim, la.units, 1, la.units, cfg.norm, cfg.act)
         self.key = MLP(e, la.units, 1, la.units, cfg.norm, cfg.act)
         self.dim = la.dim
@@ -72,13 +73,22 @@ class LatentActionModel(nn.Module):
         return self.frames(x).reshape(*lead, -1)
 
     def latent(self, embed: Tensor, valid: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Embeddings ``[B,T,E]`` and transition mask ``[B,T-1]`` → latent actions ``[B,T,D]`` (float32) and,
-        for discrete latent actions, the commitment loss (scalar; ``None`` when continuous)."""
+        """Embeddings ``[B,T,E]`` and transition mask ``[B,T-1]`` → latent actions ``[B,T,D]`` (float32) and
+        their regulariser: the commitment loss of discrete latent actions, the KL to N(0, 1) of Gaussian ones
+        (mean over real transitions; scalar), ``None`` for tanh-bounded ones."""
         cur, nxt = embed[:, :-1], embed[:, 1:]
-        out = self.infer(torch.cat([cur, nxt - cur], -1)).float()  # [B,T-1,D]
+        out = self.infer(torch.cat([cur, nxt - cur], -1)).float()  # [B,T-1,D] (or 2D: mean, log-std)
         commit = None
-        if self.vq is None:
-            z = torch.tanh(out) * valid.unsqueeze(-1).to(out.dtype)
+        mask = valid.unsqueeze(-1).to(out.dtype)
+        if self.gaussian:
+            mean, log_std = out.chunk(2, -1)
+            log_std = log_std.clamp(-5.0, 2.0)
+            z = mean + log_std.exp() * torch.randn_like(mean) if self.training else mean
+            z = z * mask
+            kl = 0.5 * (mean.pow(2) + (2 * log_std).exp() - 1.0 - 2 * log_std).sum(-1)  # [B,T-1]
+            commit = (kl * mask[..., 0]).sum() / mask.sum().clamp(min=1.0)
+        elif self.vq is None:
+            z = torch.tanh(out) * mask
         else:  # only real transitions are quantised and move the codebook
             z = out.new_zeros(out.shape)
             if bool(valid.any()):
@@ -124,6 +134,9 @@ class LatentActions(ActionInput):
         h, w, c = (int(v) for v in spec["image"])
         self.dim = la.dim
         self.scale_nce, self.scale_align, self.temperature = la.contrastive, la.align, la.temperature
+        self.kl_scale = la.kl
+        if la.kl < 0:
+            raise ValueError(f"latent_action.kl={la.kl} must be >= 0")
         self.lam = LatentActionModel(cfg, (h, w, c))
         self.discrete = bool(spec.get("action_discrete"))
         if self.discrete and not spec.get("num_actions"):
@@ -146,7 +159,7 @@ class LatentActions(ActionInput):
     def _key(self, image: Tensor) -> tuple[Any, ...]:
         dev = image.device.type
         autocast = torch.is_autocast_enabled(dev)
-        return (weakref.ref(image), image._version, torch.is_grad_enabled(), autocast,
+        return (weakref.ref(image), image._version, torch.is_grad_enabled(), self.training, autocast,
                 torch.get_autocast_dtype(dev) if autocast else None,
                 tuple(p._version for p in self.lam.parameters()))
 
@@ -198,7 +211,9 @@ class LatentActions(ActionInput):
                                  f"{self.action_size}")
             x = action
         out = self.action_encoder(x.float()).float()
-        return torch.tanh(out) if self.lam.vq is None else F.normalize(out, dim=-1)  # where the codes live
+        if self.lam.vq is not None:
+            return F.normalize(out, dim=-1)  # where the codes live
+        return out if self.lam.gaussian else torch.tanh(out)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         if not self.finetune:
@@ -224,7 +239,9 @@ class LatentActions(ActionInput):
         z, embed, valid, commit = self._infer(batch)
         self._cache = None  # consumed: do not keep the graph alive past the loss
         terms = {"latent_action_nce": (self.scale_nce, self.lam.nce(embed, z, valid, self.temperature))}
-        if commit is not None:
+        if commit is not None and self.lam.gaussian:
+            terms["latent_action_kl"] = (self.kl_scale, commit)
+        elif commit is not None:
             terms["latent_action_commit"] = (1.0, commit)  # β is inside
         if self.finetune and "action" in batch:
             action = batch["action"][:, :-1]
