@@ -18,7 +18,7 @@ from wmlab import config as C
 from wmlab.agents import PRESETS, AgentConfig, DreamerAgent
 from wmlab.agents.intrinsic import VideoBonus
 from wmlab.config import ConfigError
-from wmlab.jobs.dreamer import load_world_model
+from wmlab.jobs.warmstart import load_world_model
 from wmlab.models import WorldModel, make_config
 from wmlab.train.checkpoint import resolve
 

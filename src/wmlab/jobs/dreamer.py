@@ -30,6 +30,7 @@ import torch
 
 from wmlab.jobs import Job
 from wmlab.jobs import doc_field as _doc
+from wmlab.jobs.warmstart import load_world_model, method_of, read_spec, spec_of_init
 from wmlab.train.distributed import write_run_file
 
 _BIG = 2**62
@@ -179,57 +180,6 @@ def build_agent(cfg: DreamerJobConfig, spec: dict[str, Any]) -> Any:
     return DreamerAgent(cfg.agent, spec)
 
 
-def load_world_model(agent: Any, path: str) -> dict[str, Any]:
-    """Initialise ``agent.wm`` from a world-model or agent checkpoint; returns which tensors loaded and which
-    the agent creates new (shape-mismatched tensors stay new)."""
-    from wmlab.train import checkpoint as ckpt
-
-    step_dir = ckpt.resolve(path)
-    tensors = ckpt._read_tensors(step_dir / "model.safetensors")
-    prefix = "wm." if any(k.startswith("wm.") for k in tensors) else ""
-    # A head whose target the source run's data lacked was never trained (the reward head of a model
-    # pretrained on action-free video): it stays new rather than passing as learned.
-    run = _run_of(step_dir)
-    source_keys = _read_spec(run / "spec.json").get("keys") if (run / "spec.json").exists() else None
-    untrained = ("reward_head.",) if source_keys is not None and "reward" not in source_keys else ()
-    # APV: a stacked model takes a pretrained action-free model's RSSM as its af_rssm.
-    stack_from_plain = agent.wm.af_rssm is not None and not any(k.startswith(prefix + "af_rssm.") for k in tensors)
-    own = agent.wm.state_dict()
-    loaded, mismatched = [], []
-    for name, value in own.items():
-        if name == "updates" or name.startswith(untrained):
-            continue  # the update counter belongs to this run (APV's stack_freeze counts from its start)
-        if stack_from_plain and name.startswith("rssm."):
-            continue  # the action-conditioned RSSM is new
-        source = "rssm." + name[len("af_rssm."):] if stack_from_plain and name.startswith("af_rssm.") else name
-        src = tensors.get(prefix + source)
-        if src is None:
-            continue
-        if tuple(src.shape) != tuple(value.shape):
-            mismatched.append(name)
-            continue
-        value.copy_(src)
-        loaded.append(name)
-    if not loaded:
-        raise ValueError(f"checkpoint {step_dir} holds no world-model tensor that fits this agent (is it a "
-                         f"world_model or dreamer run with the same preset?)")
-    new = sorted(set(own) - set(loaded) - {"updates"})
-    # Parts outside the world model that the agent creates new (actor, critic, the policy's reward head...).
-    others = sorted(name for name, _ in agent.named_children() if name != "wm")
-    # Source world-model tensors this agent has no place for (a context encoder fine-tuned without it...).
-    taken = {"rssm." + n[len("af_rssm."):] if stack_from_plain and n.startswith("af_rssm.") else n
-             for n in loaded + mismatched}
-    unused = sorted(k[len(prefix):] for k in tensors if k.startswith(prefix)
-                    and k[len(prefix):] not in taken | {"updates"} and not k[len(prefix):].startswith(untrained))
-    return {"path": str(step_dir), "loaded": len(loaded), "new": new, "mismatched": mismatched,
-            "unused": unused, "agent_new": others}
-
-
-def _run_of(step_dir: Path) -> Path:
-    """The run folder a resolved checkpoint folder belongs to (``<run>/checkpoints/<step>``)."""
-    return step_dir.parent.parent if step_dir.parent.name == "checkpoints" else step_dir
-
-
 def _spec_path(cfg: DreamerJobConfig) -> Path:
     return Path(cfg.run_dir) / "spec.json"
 
@@ -238,17 +188,11 @@ def _save_spec(cfg: DreamerJobConfig, spec: dict[str, Any]) -> None:
     write_run_file(_spec_path(cfg), json.dumps(spec, indent=1, default=list))
 
 
-def _read_spec(path: Path) -> dict[str, Any]:
-    spec = json.loads(path.read_text())
-    spec["image"] = tuple(spec["image"])
-    return spec
-
-
 def _load_spec(cfg: DreamerJobConfig) -> dict[str, Any]:
     path = _spec_path(cfg)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; is {cfg.run_dir} a trained dreamer run?")
-    return _read_spec(path)
+    return read_spec(path)
 
 
 def play_episodes(agent: Any, env: Any, episodes: int, seed: int, sample: bool = False,
@@ -345,26 +289,11 @@ def _check(cfg: DreamerJobConfig) -> None:
     if cfg.train_ratio <= 0:
         raise ConfigError(f"train_ratio={cfg.train_ratio} must be > 0")
     if cfg.init:
-        pretrained = _method_of(cfg.init)
+        pretrained = method_of(cfg.init)
         if pretrained is not None and pretrained != cfg.method:
             raise ConfigError(f"init={cfg.init} was trained with method={pretrained}, but this run has "
                               f"method={cfg.method}: its {pretrained} parts would be dropped; add method={pretrained} "
                               f"(or start from another run)")
-
-
-def _method_of(path: str) -> str | None:
-    """The video-pretraining method of the run that holds checkpoint ``path`` (None when it names none)."""
-    import yaml
-
-    from wmlab.train import checkpoint as ckpt
-
-    try:
-        config = _run_of(ckpt.resolve(path)) / "config.yaml"
-    except FileNotFoundError:
-        return None  # load_world_model names the missing checkpoint
-    if not config.is_file():
-        return None
-    return (yaml.safe_load(config.read_text()) or {}).get("method")
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -397,7 +326,7 @@ def _run_offline(cfg: DreamerJobConfig) -> dict[str, Any]:
     from wmlab.train import Trainer
 
     if cfg.start == "imagined":
-        spec = _spec_of_init(cfg)
+        spec = spec_of_init(cfg.init)
         data: Any = ImaginedStarts(cfg.batch_size * cfg.length)
         store = None
     else:
@@ -422,26 +351,6 @@ def _run_offline(cfg: DreamerJobConfig) -> dict[str, Any]:
     if env is not None:
         env.close()
     return out
-
-
-def _spec_of_init(cfg: DreamerJobConfig) -> dict[str, Any]:
-    """The data spec a start=imagined agent inherits from the run named by init=."""
-    from wmlab import config as C
-    from wmlab.data.store import EpisodeStore
-    from wmlab.train import checkpoint as ckpt
-
-    run = _run_of(ckpt.resolve(cfg.init))
-    if (run / "spec.json").exists():
-        return _read_spec(run / "spec.json")
-    if (run / "config.yaml").exists():
-        from wmlab.jobs.world_model import WorldModelJobConfig
-
-        data = C.load(WorldModelJobConfig, run / "config.yaml").data
-        store = EpisodeStore(data, mode="r")
-        if store.spec is not None:
-            return store.spec
-    raise FileNotFoundError(f"cannot tell the observation/action spec of {cfg.init}: it has no spec.json and no "
-                            f"world_model config.yaml whose data store still exists")
 
 
 def _run_online(cfg: DreamerJobConfig) -> dict[str, Any]:
