@@ -47,6 +47,19 @@ def squares(batch, length, seed, with_action=True):
     return out
 
 
+def descend(params, loss_of, steps, lr):
+    """Adam on ``params`` for ``steps`` steps of the scalar ``loss_of()``; the losses it saw."""
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_of()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def lam_grads(m):
     return {n: p.grad for n, p in m.named_parameters() if n.startswith("actions.lam.")}
 
@@ -82,14 +95,8 @@ def test_latent_actions_follow_motion_and_last_row_is_zero():
 def test_adam_lowers_nce():
     m = model(spec())
     batch = squares(4, 5, seed=2, with_action=False)
-    opt = torch.optim.Adam(m.actions.lam.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(8):
-        nce = m.actions.aux_losses(batch)["latent_action_nce"][1]
-        opt.zero_grad()
-        nce.backward()
-        opt.step()
-        losses.append(nce.item())
+    losses = descend(m.actions.lam.parameters(), lambda: m.actions.aux_losses(batch)["latent_action_nce"][1],
+                     steps=8, lr=3e-3)
     assert losses[-1] < losses[0], losses
 
 
@@ -207,14 +214,8 @@ def test_discrete_latent_actions_pretrain_then_finetune_onto_the_same_codes():
     batch = squares(3, 5, seed=9)
     encoded = fine.actions(batch)
     torch.testing.assert_close(encoded.norm(dim=-1), torch.ones(3, 5))  # on the codes' unit sphere
-    opt = torch.optim.Adam(fine.actions.action_encoder.parameters(), lr=1e-2)
-    align = []
-    for _ in range(30):
-        loss = fine.actions.aux_losses(batch)["latent_action_align"][1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        align.append(loss.item())
+    align = descend(fine.actions.action_encoder.parameters(),
+                    lambda: fine.actions.aux_losses(batch)["latent_action_align"][1], steps=30, lr=1e-2)
     assert align[-1] < 0.5 * align[0], align
 
 
