@@ -265,3 +265,22 @@ def test_pretraining_benchmark_runs_quick(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["method"] for r in rows] == ["apv", "prelar"] and all(r["frames_per_s"] > 0 for r in rows)
     assert "QUICK" in out.with_suffix(".md").read_text()
+
+
+def test_video_pretraining_benchmark_runs_quick(tmp_path):
+    """The comparison pipeline end to end: expert videos → APV pretraining → scratch and APV fine-tuning →
+    curves and the table, with the pretrained weights loaded into the fine-tuned run."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "video_pretraining.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--seeds", "0", "--sources", "door-open",
+                           "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "results" / "video_pretraining_quick.json").read_text())
+    assert set(result["tables"]["eval/success"]) == {"metaworld:reach · scratch · dreamerv2_metaworld",
+                                                    "metaworld:reach · apv · dreamerv2_metaworld"}
+    init = json.loads((tmp_path / "work" / "reach_apv_s0" / "init.json").read_text())
+    assert init["loaded"] > 0 and not init["mismatched"]
+    assert not (tmp_path / "work" / "reach_scratch_s0" / "init.json").exists()
+    for name in ("success.png", "return.png", "success.csv"):
+        assert (tmp_path / "results" / f"video_pretraining_quick_{name}").stat().st_size > 0
+    assert "| metaworld:reach · apv" in (tmp_path / "results" / "video_pretraining_quick.md").read_text()

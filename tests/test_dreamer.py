@@ -440,7 +440,12 @@ def test_compare_keeps_runs_with_other_settings_apart(tmp_path):
         return folder
 
     runs = [run("a0", "reinforce", 0, 1.0), run("a1", "reinforce", 1, 3.0), run("b0", "dynamics", 0, 10.0)]
-    final = compare(runs, tmp_path / "c.png")["final"]
+    # A fine-tuned run: what its method sets (stack, bonus, init=) is named by the method, not the label.
+    apv = run("apv0", "reinforce", 0, 5.0)
+    text = (apv / "config.yaml").read_text().replace("method: none", f"method: apv\ninit: {tmp_path / 'pre'}")
+    (apv / "config.yaml").write_text(text + "  intrinsic: video\n  world_model:\n    stack: true\n")
+    final = compare([*runs, apv], tmp_path / "c.png")["final"]
+    assert final.pop("dmc:cartpole_balance · apv · small") == {"env_steps": 1000, "mean": 5.0, "std": 0.0, "runs": 1}
     assert final == {
         "dmc:cartpole_balance · scratch · small · actor.grad=reinforce":
             {"env_steps": 1000, "mean": 2.0, "std": 1.0, "runs": 2},

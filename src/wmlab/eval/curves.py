@@ -6,8 +6,9 @@
 Runs are seeds of one setting when their saved configs (``config.yaml``, and the preset in ``run.json``)
 agree on everything but seeds and bookkeeping (run folder, logging, checkpoint schedule, run length): each
 setting's curve is the mean over its runs at the env steps they all evaluated, with a ±1 std band. A
-setting is labelled ``env · method · preset`` plus the settings that tell it apart from the others
-(``actor.grad=dynamics``). Writes the plot, ``<out>.csv`` (every point) and returns a table of final scores.
+setting is labelled ``env · method · preset`` plus the settings that tell it apart from the others with
+that label (``actor.grad=dynamics``). Writes the plot, ``<out>.csv`` (every point) and returns a table of
+final scores.
 """
 
 from __future__ import annotations
@@ -88,12 +89,17 @@ def group_runs(runs: Sequence[str | Path]) -> dict[str, list[Path]]:
         else:
             settings.append(s)
             members.append([Path(run)])
-    keys = sorted({k for s in settings for k in s})
-    differ = [k for k in keys if k not in ("env", "method", "preset")
-              and len({repr(s.get(k)) for s in settings}) > 1]
+    # A label names the keys that tell a setting apart from the others with the same env · method · preset;
+    # what a method sets (the stacked RSSM, the bonus, its init= run) is already said by its name.
+    same_base: dict[str, list[dict[str, Any]]] = {}
+    for s in settings:
+        same_base.setdefault(_base_label(s), []).append(s)
     groups: dict[str, list[Path]] = {}
     for s, runs_of in zip(settings, members):
         base = _base_label(s)
+        peers = same_base[base]
+        keys = sorted({k for p in peers for k in p})
+        differ = [k for k in keys if len({repr(p.get(k)) for p in peers}) > 1]
         extra = ", ".join(f"{_short(k)}={s.get(k)}" for k in differ)
         groups[f"{base} · {extra}" if extra else base] = runs_of
     return groups

@@ -1,0 +1,158 @@
+"""Video pretraining vs DreamerV2 from scratch on a Meta-World task, at a scale a 2-core CPU runs.
+
+The seeds' headline experiment, end to end through the command line:
+
+1. ``wmlab collect`` records scripted-expert rollouts of *other* Meta-World tasks (``--sources``); only their
+   frames are used: pretraining reads them as action-free video.
+2. ``wmlab train pretrain method=<m>`` pretrains each method's world model on those videos.
+3. ``wmlab train dreamer`` fine-tunes on ``--task`` from scratch (DreamerV2) and from each pretrained run
+   (``method=<m> init=<run>``), one run folder per method and seed, evaluating the success rate over
+   ``--eval-episodes`` episodes every ``--eval-every`` env steps.
+4. ``wmlab compare`` averages the seeds: success and return curves (png + csv), the final table in markdown.
+
+Every run uses the same CPU-sized DreamerV2 (``preset=dreamerv2_metaworld`` with the widths below): the
+methods differ only by their config. Run folders live under ``--work``; a re-run resumes what exists.
+
+    python benchmarks/video_pretraining.py                       # reach, apv vs scratch, 2 seeds (≈1 h)
+    python benchmarks/video_pretraining.py --methods apv,prelar --seeds 0,1,2
+    python benchmarks/video_pretraining.py --quick               # tiny sizes: proves the pipeline runs
+
+Writes ``benchmarks/results/video_pretraining.{md,json}`` and the success/return plots beside them
+(``--quick``: ``video_pretraining_quick.*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# The world model and actor-critic of DreamerV2's Meta-World runs, narrowed to what 2 CPU cores train in
+# minutes: widths here, everything else from preset=dreamerv2_metaworld. Shared by pretraining (model.*) and
+# fine-tuning (agent.world_model.*), so the pretrained weights fit the fine-tuned model.
+CPU_WORLD_MODEL = {"rssm.deter": 200, "rssm.hidden": 200, "rssm.stoch": 16, "rssm.classes": 16,
+                   "cnn.depth": 16, "heads.layers": 2, "heads.units": 256}
+CPU_BEHAVIOR = {"actor.layers": 2, "actor.units": 256, "critic.layers": 2, "critic.units": 256}
+QUICK_WORLD_MODEL = {"rssm.deter": 32, "rssm.hidden": 32, "rssm.stoch": 4, "rssm.classes": 4,
+                     "cnn.depth": 4, "heads.layers": 1, "heads.units": 32}
+QUICK_BEHAVIOR = {"actor.layers": 1, "actor.units": 32, "critic.layers": 1, "critic.units": 32, "horizon": 5}
+
+
+def wmlab(*args: str, log: Path) -> None:
+    """Run ``wmlab <args>`` in this interpreter's environment; its output goes to ``log``."""
+    cmd = [sys.executable, "-m", "wmlab.cli", *args]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("$ wmlab " + " ".join(args), flush=True)
+    t0 = time.perf_counter()
+    with open(log, "a") as out:
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if rc != 0:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise SystemExit(f"wmlab {args[0]} failed (exit {rc}); last lines of {log}:\n{tail}")
+    print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def kv(prefix: str, values: dict[str, Any]) -> list[str]:
+    return [f"{prefix}{k}={v}" for k, v in values.items()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="reach", help="Meta-World task to fine-tune on")
+    p.add_argument("--sources", default="door-open,drawer-open,button-press-topdown,window-open",
+                   help="Meta-World tasks whose expert rollouts are the pretraining videos")
+    p.add_argument("--methods", default="apv", help="pretraining methods compared with scratch")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--video-episodes", type=int, default=8, help="expert episodes per source task")
+    p.add_argument("--episode-steps", type=int, default=150, help="agent steps per episode (videos and task)")
+    p.add_argument("--pretrain-steps", type=int, default=1500, help="pretraining updates")
+    p.add_argument("--env-steps", type=int, default=6000, help="fine-tuning env steps per run")
+    p.add_argument("--prefill", type=int, default=1000)
+    p.add_argument("--train-ratio", type=float, default=96.0)
+    p.add_argument("--eval-every", type=int, default=1500)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--length", type=int, default=32)
+    p.add_argument("--work", default="runs/video_pretraining", help="folder of the store and run folders")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and budgets: proves the pipeline runs")
+    p.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
+    args = p.parse_args()
+    wm, beh = CPU_WORLD_MODEL, CPU_BEHAVIOR
+    if args.quick:
+        wm, beh = QUICK_WORLD_MODEL, QUICK_BEHAVIOR
+        args.video_episodes, args.episode_steps, args.pretrain_steps = 1, 20, 4
+        args.env_steps, args.prefill, args.train_ratio, args.eval_every, args.eval_episodes = 60, 30, 32.0, 30, 1
+        args.batch, args.length = 2, 8
+    work = Path(args.work)
+    logs = work / "logs"
+    shape = [f"batch_size={args.batch}", f"length={args.length}", "preset=dreamerv2_metaworld",
+             "trainer.progress=false", "trainer.tensorboard=false"]
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    videos = work / "videos"
+    if not videos.exists():
+        t0 = time.perf_counter()
+        for i, task in enumerate(args.sources.split(",")):
+            wmlab("collect", f"env=metaworld:{task}", f"episodes={args.video_episodes}", "policy=expert",
+                  "expert_noise=0.1", f"max_steps={args.episode_steps}", f"seed={1000 * i}", "workers=2",
+                  "progress=false", f"out={videos}", log=logs / "collect.log")
+        timings["collect_s"] = time.perf_counter() - t0
+
+    runs: list[Path] = []
+    methods = [m for m in args.methods.split(",") if m]
+    for method in methods:
+        pre = work / f"pretrain_{method}"
+        t0 = time.perf_counter()
+        wmlab("train", "pretrain", f"method={method}", f"data={videos}", f"run_dir={pre}",
+              f"trainer.steps={args.pretrain_steps}", f"trainer.ckpt_every={args.pretrain_steps}",
+              "trainer.log_every=50", *shape, *kv("model.", wm), log=logs / f"pretrain_{method}.log")
+        timings[f"pretrain_{method}_s"] = time.perf_counter() - t0
+    for seed in args.seeds.split(","):
+        for method in ["none", *methods]:
+            name = f"{args.task}_{'scratch' if method == 'none' else method}_s{seed}"
+            run = work / name
+            init = [] if method == "none" else [f"method={method}", f"init={work / f'pretrain_{method}'}"]
+            t0 = time.perf_counter()
+            wmlab("train", "dreamer", f"env=metaworld:{args.task}", *init, f"run_dir={run}",
+                  f"env_steps={args.env_steps}", f"prefill={args.prefill}", f"train_ratio={args.train_ratio}",
+                  f"time_limit={args.episode_steps}", f"eval.every={args.eval_every}",
+                  f"eval.episodes={args.eval_episodes}", "eval.videos=0", f"ckpt_every={args.env_steps}",
+                  f"trainer.seed={seed}", "trainer.log_every=50", *shape, *kv("agent.world_model.", wm),
+                  *kv("agent.behavior.", beh), log=logs / f"{name}.log")
+            timings[f"{name}_s"] = time.perf_counter() - t0
+            runs.append(run)
+
+    from wmlab.eval.curves import compare
+
+    out = Path(args.out)
+    stem = "video_pretraining_quick" if args.quick else "video_pretraining"
+    tables = {}
+    for key, suffix in (("eval/success", "success"), ("eval/return_mean", "return")):
+        tables[key] = compare(runs, out / f"{stem}_{suffix}.png", key=key,
+                              title=f"metaworld:{args.task}: video pretraining vs scratch")["final"]
+    result = {"task": args.task, "sources": args.sources.split(","), "methods": methods,
+              "seeds": args.seeds.split(","), "settings": {k: v for k, v in vars(args).items() if k != "out"},
+              "world_model": wm, "behavior": beh, "tables": tables, "timings_s": timings,
+              "total_s": time.perf_counter() - t_start, "machine": platform.processor() or platform.machine()}
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"metaworld:{args.task}, {args.env_steps} env steps of fine-tuning, seeds {args.seeds}; "
+             f"pretraining: {args.pretrain_steps} updates on expert videos of {args.sources}", "",
+             "| setting | runs | success (final, mean ± std) | return (final, mean ± std) |", "|---|---:|---:|---:|"]
+    for label, row in tables["eval/success"].items():
+        ret = tables["eval/return_mean"][label]
+        lines.append(f"| {label} | {row['runs']} | {row['mean']:.2f} ± {row['std']:.2f} | "
+                     f"{ret['mean']:.0f} ± {ret['std']:.0f} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
