@@ -11,11 +11,14 @@ The seeds' headline experiment, end to end through the command line:
 4. ``wmlab compare`` averages the seeds: success and return curves (png + csv), the final table in markdown.
 
 Every run uses the same CPU-sized DreamerV2 (``preset=dreamerv2_metaworld`` with the widths below): the
-methods differ only by their config. Run folders live under ``--work``; a re-run resumes what exists.
+methods differ only by their config. Run folders live under ``--work``; a re-run resumes what exists (collection
+skips the episodes the store holds, finished runs return at once), so methods and seeds can be added later.
+The time spent on each step accumulates across re-runs in ``<work>/timings.json``.
 
     python benchmarks/video_pretraining.py                       # reach, apv vs scratch, 2 seeds (≈1 h)
     python benchmarks/video_pretraining.py --methods apv,prelar --seeds 0,1,2
     python benchmarks/video_pretraining.py --quick               # tiny sizes: proves the pipeline runs
+    python benchmarks/video_pretraining.py --methods prelar --no-scratch --name video_pretraining_prelar
 
 Writes ``benchmarks/results/video_pretraining.{md,json}`` and the success/return plots beside them
 (``--quick``: ``video_pretraining_quick.*``).
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_world_model import cpu_name  # noqa: E402
 
 # The world model and actor-critic of DreamerV2's Meta-World runs, narrowed to what 2 CPU cores train in
 # minutes: widths here, everything else from preset=dreamerv2_metaworld. Shared by pretraining (model.*) and
@@ -82,6 +86,9 @@ def main() -> None:
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--work", default="runs/video_pretraining", help="folder of the store and run folders")
     p.add_argument("--quick", action="store_true", help="tiny sizes and budgets: proves the pipeline runs")
+    p.add_argument("--no-scratch", action="store_true",
+                   help="skip DreamerV2 from scratch (to add a method to a comparison that already has it)")
+    p.add_argument("--name", default=None, help="stem of the result files (default video_pretraining[_quick])")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
     args = p.parse_args()
     wm, beh = CPU_WORLD_MODEL, CPU_BEHAVIOR
@@ -94,46 +101,46 @@ def main() -> None:
     logs = work / "logs"
     shape = [f"batch_size={args.batch}", f"length={args.length}", "preset=dreamerv2_metaworld",
              "trainer.progress=false", "trainer.tensorboard=false"]
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings_file = work / "timings.json"
+    timings: dict[str, float] = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+
+    def timed(key: str, *cmd: str, log: Path) -> None:
+        """``wmlab(*cmd)``, adding its wall time to ``timings[key]`` (a resumed step adds only what it ran)."""
+        t0 = time.perf_counter()
+        wmlab(*cmd, log=log)
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+        timings_file.write_text(json.dumps(timings, indent=2) + "\n")
 
     videos = work / "videos"
-    if not videos.exists():
-        t0 = time.perf_counter()
-        for i, task in enumerate(args.sources.split(",")):
-            wmlab("collect", f"env=metaworld:{task}", f"episodes={args.video_episodes}", "policy=expert",
-                  "expert_noise=0.1", f"max_steps={args.episode_steps}", f"seed={1000 * i}", "workers=2",
-                  "progress=false", f"out={videos}", log=logs / "collect.log")
-        timings["collect_s"] = time.perf_counter() - t0
+    for i, task in enumerate(args.sources.split(",")):
+        timed("collect_s", "collect", f"env=metaworld:{task}", f"episodes={args.video_episodes}", "policy=expert",
+              "expert_noise=0.1", f"max_steps={args.episode_steps}", f"seed={1000 * i}", "workers=2",
+              "progress=false", f"out={videos}", log=logs / "collect.log")
 
     runs: list[Path] = []
     methods = [m for m in args.methods.split(",") if m]
     for method in methods:
         pre = work / f"pretrain_{method}"
-        t0 = time.perf_counter()
-        wmlab("train", "pretrain", f"method={method}", f"data={videos}", f"run_dir={pre}",
+        timed(f"pretrain_{method}_s", "train", "pretrain", f"method={method}", f"data={videos}", f"run_dir={pre}",
               f"trainer.steps={args.pretrain_steps}", f"trainer.ckpt_every={args.pretrain_steps}",
               "trainer.log_every=50", *shape, *kv("model.", wm), log=logs / f"pretrain_{method}.log")
-        timings[f"pretrain_{method}_s"] = time.perf_counter() - t0
     for seed in args.seeds.split(","):
-        for method in ["none", *methods]:
+        for method in ([] if args.no_scratch else ["none"]) + methods:
             name = f"{args.task}_{'scratch' if method == 'none' else method}_s{seed}"
             run = work / name
             init = [] if method == "none" else [f"method={method}", f"init={work / f'pretrain_{method}'}"]
-            t0 = time.perf_counter()
-            wmlab("train", "dreamer", f"env=metaworld:{args.task}", *init, f"run_dir={run}",
+            timed(f"{name}_s", "train", "dreamer", f"env=metaworld:{args.task}", *init, f"run_dir={run}",
                   f"env_steps={args.env_steps}", f"prefill={args.prefill}", f"train_ratio={args.train_ratio}",
                   f"time_limit={args.episode_steps}", f"eval.every={args.eval_every}",
                   f"eval.episodes={args.eval_episodes}", "eval.videos=0", f"ckpt_every={args.env_steps}",
                   f"trainer.seed={seed}", "trainer.log_every=50", *shape, *kv("agent.world_model.", wm),
                   *kv("agent.behavior.", beh), log=logs / f"{name}.log")
-            timings[f"{name}_s"] = time.perf_counter() - t0
             runs.append(run)
 
     from wmlab.eval.curves import compare
 
     out = Path(args.out)
-    stem = "video_pretraining_quick" if args.quick else "video_pretraining"
+    stem = args.name or ("video_pretraining_quick" if args.quick else "video_pretraining")
     tables = {}
     for key, suffix in (("eval/success", "success"), ("eval/return_mean", "return")):
         tables[key] = compare(runs, out / f"{stem}_{suffix}.png", key=key,
@@ -141,7 +148,7 @@ def main() -> None:
     result = {"task": args.task, "sources": args.sources.split(","), "methods": methods,
               "seeds": args.seeds.split(","), "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "world_model": wm, "behavior": beh, "tables": tables, "timings_s": timings,
-              "total_s": time.perf_counter() - t_start, "machine": platform.processor() or platform.machine()}
+              "total_s": sum(timings.values()), "machine": cpu_name()}
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"metaworld:{args.task}, {args.env_steps} env steps of fine-tuning, seeds {args.seeds}; "
              f"pretraining: {args.pretrain_steps} updates on expert videos of {args.sources}", "",

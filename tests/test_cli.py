@@ -284,3 +284,21 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     for name in ("success.png", "return.png", "success.csv"):
         assert (tmp_path / "results" / f"video_pretraining_quick_{name}").stat().st_size > 0
     assert "| metaworld:reach · apv" in (tmp_path / "results" / "video_pretraining_quick.md").read_text()
+    timings = json.loads((tmp_path / "work" / "timings.json").read_text())  # kept across re-runs
+    assert set(timings) == {"collect_s", "pretrain_apv_s", "reach_scratch_s0_s", "reach_apv_s0_s"}
+    assert timings == result["timings_s"] and all(t > 0 for t in timings.values())
+
+    # A method added later to the same work folder: collection and the finished runs are not redone, the
+    # scratch runs are skipped, and the new steps' timings join the old ones.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "reach_scratch_s0").rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, str(script), "--quick", "--seeds", "0", "--sources", "door-open",
+                           "--methods", "prelar", "--no-scratch", "--name", "added", "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path / "results")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    added = json.loads((tmp_path / "results" / "added.json").read_text())
+    assert set(added["tables"]["eval/success"]) == {"metaworld:reach · prelar · dreamerv2_metaworld"}
+    assert set(added["timings_s"]) == set(timings) | {"pretrain_prelar_s", "reach_prelar_s0_s"}
+    assert all(added["timings_s"][k] >= v for k, v in timings.items())
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "reach_scratch_s0").rglob("*")
+                      if p.is_file()}
+    assert json.loads((tmp_path / "work" / "reach_prelar_s0" / "init.json").read_text())["loaded"] > 0

@@ -113,11 +113,13 @@ class Behavior(nn.Module):
         """Roll the policy in ``wm`` from ``start [N]``: features ``[N,H+1,F]``, actions ``[N,H,A]`` and the
         policy entropies ``[N,H]`` (``encode`` maps actions to the world model's action input)."""
         feat, actions, ents, _ = self._imagine(wm, start, encode, sample, score=False)
+        assert ents is not None
         return feat, actions, ents
 
     def _imagine(self, wm: nn.Module, start: State, encode: Callable[[Tensor], Tensor], sample: bool,
-                 score: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """:meth:`imagine`, plus with ``score`` the log-probabilities ``[N,H]`` of the actions taken.
+                 score: bool, entropy: bool = True) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """:meth:`imagine`, plus with ``score`` the log-probabilities ``[N,H]`` of the actions taken; with
+        ``entropy=False`` the entropies are not computed (``None``).
 
         With ``score`` (REINFORCE, called under ``no_grad``) the policy runs with gradient on detached
         features, so its log-probabilities and entropies carry the actor's gradient while the rollout
@@ -134,7 +136,8 @@ class Behavior(nn.Module):
             action = dist.sample() if sample else dist.mode()
             actions.append(action)
             with torch.enable_grad() if score else contextlib.nullcontext():
-                ents.append(dist.entropy())
+                if entropy:
+                    ents.append(dist.entropy())
                 if score:
                     logps.append(dist.log_prob(action))
             if not self.discrete:  # the env clips to [-1, 1]; so does the model (straight-through)
@@ -146,7 +149,8 @@ class Behavior(nn.Module):
         dtype = feats[-1].dtype  # a start made outside autocast joins the imagined states' dtype
         feat = torch.stack([f.to(dtype) for f in feats], 1)
         with torch.enable_grad() if score else contextlib.nullcontext():  # keep the actor's graph
-            ent, logp = torch.stack(ents, 1), torch.stack(logps, 1) if score else None
+            ent = torch.stack(ents, 1) if entropy else None
+            logp = torch.stack(logps, 1) if score else None
         return feat, torch.stack(actions, 1), ent, logp
 
     def loss(self, wm: nn.Module, start: State, cont0: Tensor, reward_fn: RewardFn,
@@ -163,8 +167,10 @@ class Behavior(nn.Module):
         with frozen(wm, *frozen_modules):
             grad_ctx = contextlib.nullcontext() if dynamics else torch.no_grad()
             with grad_ctx:
-                # [N,H+1,F], [N,H,A], [N,H], [N,H] or None
-                feat, actions, ents, logp = self._imagine(wm, start, encode, True, score=not dynamics)
+                # [N,H+1,F], [N,H,A], then [N,H] each for REINFORCE (None when backpropagating the dynamics,
+                # whose entropy term is computed below on detached features)
+                feat, actions, ents, logp = self._imagine(wm, start, encode, True, score=not dynamics,
+                                                          entropy=not dynamics)
                 reward = reward_fn(feat, actions).float()  # [N,H+1]
                 cont = wm.cont(feat).float()  # [N,H+1]
                 cont = torch.cat([cont0[:, None].float(), cont[:, 1:]], 1)
@@ -195,6 +201,7 @@ class Behavior(nn.Module):
             # (the rollout's own entropies would also send gradient back through the imagined dynamics).
             entropy = self.policy(feat[:, :-1].detach()).entropy()
         else:
+            assert logp is not None and ents is not None
             adv = ((ret - v_ret[:, :-1].float()) / scale).detach()
             objective = logp * adv
             entropy = ents
