@@ -145,8 +145,9 @@ def main() -> None:
     for key, suffix in (("eval/success", "success"), ("eval/return_mean", "return")):
         tables[key] = compare(runs, out / f"{stem}_{suffix}.png", key=key,
                               title=f"metaworld:{args.task}: video pretraining vs scratch")["final"]
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "work", "name")}  # not the paths
     result = {"task": args.task, "sources": args.sources.split(","), "methods": methods,
-              "seeds": args.seeds.split(","), "settings": {k: v for k, v in vars(args).items() if k != "out"},
+              "seeds": args.seeds.split(","), "settings": settings,
               "world_model": wm, "behavior": beh, "tables": tables, "timings_s": timings,
               "total_s": sum(timings.values()), "machine": cpu_name()}
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -276,6 +276,7 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((tmp_path / "results" / "video_pretraining_quick.json").read_text())
+    assert result["settings"]["seeds"] == "0" and str(tmp_path) not in json.dumps(result)  # no local paths
     assert set(result["tables"]["eval/success"]) == {"metaworld:reach · scratch · dreamerv2_metaworld",
                                                     "metaworld:reach · apv · dreamerv2_metaworld"}
     init = json.loads((tmp_path / "work" / "reach_apv_s0" / "init.json").read_text())

@@ -1,6 +1,7 @@
 """Typed configs: presets as differences, dotted overrides, unknown keys, round trip."""
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -85,3 +86,20 @@ def test_every_preset_holds_only_its_differences():
                 if get(C.apply(defaults, {key: value}), key) == get(defaults, key):
                     restated.append(f"{name}/{preset}: {key}={value!r}")
     assert not restated, "presets restate defaults: " + "; ".join(restated)
+
+
+@dataclass
+class Choices:
+    kind: Literal["a", "b"] = "a"
+    maybe: Literal["x", "y"] | None = None
+    model: Model = field(default_factory=Model)
+
+
+def test_check_choices_for_configs_built_in_python():
+    C.check_choices(Choices(kind="b", maybe="y"))
+    C.check_choices(Choices(maybe=None))
+    with pytest.raises(C.ConfigError, match="^config key 'p.kind' must be one of a, b, got 'c'$"):
+        C.check_choices(Choices(kind="c"), "p.")  # type: ignore[arg-type]
+    with pytest.raises(C.ConfigError, match="'maybe' must be one of x, y, got 'z'"):
+        C.check_choices(Choices(maybe="z"))  # type: ignore[arg-type]
+    C.check_choices(Run(model=Model(act="anything")))  # plain str fields are not choices

@@ -303,6 +303,17 @@ def test_bad_agent_settings_are_clear_errors(one_thread):
         DreamerAgent(AgentConfig(), {**SPEC, "action_dim": None})
     with pytest.raises(ConfigError, match="init="):
         api.train("dreamer", preset="debug", run_dir="/nonexistent/x", start="imagined")
+    for key, value in (("behavior.actor.dist", "beta"), ("behavior.actor.grad", "both"),
+                       ("behavior.critic.loss", "huber")):
+        with pytest.raises(ConfigError, match=rf"^config key '{key}' must be one of .*, got '{value}'$"):
+            agent_for(SPEC, **{key: value})
+    with pytest.raises(ValueError, match="^behavior.horizon=0 must be >= 1$"):
+        agent_for(SPEC, **{"behavior.horizon": 0})
+    # the same check for a config built in Python, not through overrides
+    cfg = AgentConfig()
+    cfg.behavior.critic.loss = "huber"
+    with pytest.raises(ConfigError, match="^config key 'behavior.critic.loss' must be one of twohot, mse, got 'huber'$"):
+        DreamerAgent(cfg, SPEC)
 
 
 # ------------------------------------------------------------------------------------------ runs

@@ -186,6 +186,25 @@ def apply(cfg: T, overrides: Mapping[str, Any], _prefix: str = "") -> T:
     return dataclasses.replace(cfg, **changes)
 
 
+def check_choices(cfg: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the key if a field of ``cfg`` (nested dataclasses included) holds a
+    value its ``Literal`` type does not allow. :func:`apply` checks what comes from overrides and files; this
+    checks a config built in Python, e.g. at a model's constructor."""
+    hints = _resolve_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, tp = getattr(cfg, f.name), hints.get(f.name, Any)
+        if dataclasses.is_dataclass(value):
+            check_choices(value, f"{prefix}{f.name}.")
+            continue
+        literals = [tp] if typing.get_origin(tp) is typing.Literal else [
+            a for a in typing.get_args(tp) if typing.get_origin(a) is typing.Literal]
+        if literals and not (value is None and type(None) in typing.get_args(tp)):
+            choices = [c for lit in literals for c in typing.get_args(lit)]
+            if value not in choices:
+                raise ConfigError(f"config key {prefix + f.name!r} must be one of "
+                                  f"{', '.join(map(str, choices))}, got {value!r}")
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
     out: dict[str, Any] = {}

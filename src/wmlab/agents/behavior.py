@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from wmlab.agents.config import BehaviorConfig
 from wmlab.agents.returns import ActionDist, ReturnNorm, lambda_return
+from wmlab.config import check_choices
 from wmlab.models.rssm import State
 from wmlab.nn.blocks import MLP
 from wmlab.nn.dists import TwoHot
@@ -56,14 +57,9 @@ class Behavior(nn.Module):
         self.discrete = discrete
         self.action_dim = action_dim
         a, c = cfg.actor, cfg.critic
-        if a.grad not in ("reinforce", "dynamics", "auto"):
-            raise ValueError(f"behavior.actor.grad={a.grad!r} must be reinforce, dynamics or auto")
-        if a.dist not in ("normal", "trunc_normal"):
-            raise ValueError(f"behavior.actor.dist={a.dist!r} must be normal or trunc_normal")
+        check_choices(cfg, "behavior.")  # actor.grad, actor.dist, critic.loss, ... for a config built in Python
         # auto (DreamerV2): discrete samples have no useful pathwise gradient, continuous ones do.
         self.grad = ("reinforce" if discrete else "dynamics") if a.grad == "auto" else a.grad
-        if c.loss not in ("twohot", "mse"):
-            raise ValueError(f"behavior.critic.loss={c.loss!r} must be twohot or mse")
         if cfg.horizon < 1:
             raise ValueError(f"behavior.horizon={cfg.horizon} must be >= 1")
         self.actor = MLP(feat_dim, action_dim if discrete else 2 * action_dim, a.layers, a.units, norm, act,

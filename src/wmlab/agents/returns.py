@@ -74,12 +74,13 @@ class ActionDist:
     a sample is a differentiable function of mean and std.
     """
 
+    KINDS = ("normal", "trunc_normal")  # the continuous distributions ``dist`` may name
     _EPS = 1e-6  # keeps the inverse CDF off 0 and 1, where its derivative is infinite
 
     def __init__(self, out: Tensor, discrete: bool, min_std: float = 0.1, max_std: float = 1.0,
                  unimix: float = 0.01, dist: str = "normal", std_bias: float = 2.0) -> None:
-        if dist not in ("normal", "trunc_normal"):
-            raise ValueError(f"actor dist={dist!r} must be normal or trunc_normal")
+        if dist not in self.KINDS:
+            raise ValueError(f"actor dist={dist!r} must be one of {', '.join(self.KINDS)}")
         self.discrete = discrete
         self.truncated = dist == "trunc_normal" and not discrete
         with float32(out):
