@@ -303,6 +303,8 @@ def test_bad_agent_settings_are_clear_errors(one_thread):
         DreamerAgent(AgentConfig(), {**SPEC, "action_dim": None})
     with pytest.raises(ConfigError, match="init="):
         api.train("dreamer", preset="debug", run_dir="/nonexistent/x", start="imagined")
+    with pytest.raises(ConfigError, match="'start' must be one of posterior, imagined, got 'prior'"):
+        api.train("dreamer", preset="debug", run_dir="/nonexistent/x", start="prior")
     for key, value in (("behavior.actor.dist", "beta"), ("behavior.actor.grad", "both"),
                        ("behavior.critic.loss", "huber")):
         with pytest.raises(ConfigError, match=rf"^config key '{key}' must be one of .*, got '{value}'$"):

@@ -217,6 +217,10 @@ def test_bad_inputs_raise_clear_errors():
         debug_model(image_size=(64, 64))
     with pytest.raises(ValueError, match="between 1 and"):
         model.open_loop(batch, context=4)
+    cfg = make_config("debug")
+    cfg.reward_loss = "l1"  # built in Python, bypassing the override parser's checks
+    with pytest.raises(ValueError, match="^config key 'reward_loss' must be one of twohot, mse, got 'l1'$"):
+        WorldModel(cfg, spec())
 
 
 def test_presets_build_and_paper_parameter_count():

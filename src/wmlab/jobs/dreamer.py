@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class DreamerJobConfig:
     env: str = _doc("environment id (online collection and evaluation episodes)", "dmc:walker_walk")
     data: str = _doc("episode store to learn from when online=false", "")
     online: bool = _doc("collect experience with the agent while training", True)
-    start: str = _doc("where imagination starts: posterior (replayed data) or imagined (sampled from the "
+    start: Literal["posterior", "imagined"] = _doc("where imagination starts: posterior (replayed data) or imagined (sampled from the "
                       "world model; needs init=, no data)", "posterior")
     init: str = _doc("run folder or checkpoint whose world model initialises this agent", "")
     method: str = _doc("fine-tuning settings of a video-pretraining method: none | plain | apv | contextwm | "
@@ -272,10 +272,9 @@ def _trainer_config_for(cfg: DreamerJobConfig, online: bool) -> Any:
 
 
 def _check(cfg: DreamerJobConfig) -> None:
-    from wmlab.config import ConfigError
+    from wmlab.config import ConfigError, check_choices
 
-    if cfg.start not in ("posterior", "imagined"):
-        raise ConfigError(f"start={cfg.start!r} must be posterior or imagined")
+    check_choices(cfg)
     if cfg.start == "imagined":
         if not cfg.init:
             raise ConfigError("start=imagined learns from a trained world model: pass init=<world_model or "

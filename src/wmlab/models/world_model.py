@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from wmlab.config import check_choices
 from wmlab.models.actions import ACTION_INPUTS, ActionInput, BatchError
 from wmlab.models.codecs import CODECS, FrameCodec, codec_spec
 from wmlab.models.config import WorldModelConfig
@@ -41,6 +42,7 @@ class WorldModel(nn.Module):
 
     def __init__(self, cfg: WorldModelConfig, spec: dict[str, Any]) -> None:
         super().__init__()
+        check_choices(cfg)  # reward_loss, encoder kinds, ... of a config built in Python
         self.cfg = cfg
         self.spec = dict(spec)
         self.image_shape = codec_spec(spec, cfg)
@@ -66,8 +68,6 @@ class WorldModel(nn.Module):
         self.rssm = RSSM(r, feat_dim if cfg.stack else embed_dim, self.actions.dim, cfg.norm, cfg.act)
         h = cfg.heads
         self.twohot = TwoHot(cfg.reward_bins, cfg.reward_low, cfg.reward_high)
-        if cfg.reward_loss not in ("twohot", "mse"):
-            raise ValueError(f"reward_loss={cfg.reward_loss!r} must be twohot or mse")
         reward_out = cfg.reward_bins if cfg.reward_loss == "twohot" else 1
         self.reward_head = MLP(feat_dim, reward_out, h.layers, h.units, cfg.norm, cfg.act, out_scale=0.0)
         self.cont_head = MLP(feat_dim, 1, h.layers, h.units, cfg.norm, cfg.act, out_scale=1.0)
