@@ -3,6 +3,7 @@ evaluation table."""
 
 import csv
 import json
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -312,10 +313,13 @@ def test_bad_agent_settings_are_clear_errors(one_thread):
     with pytest.raises(ValueError, match="^behavior.horizon=0 must be >= 1$"):
         agent_for(SPEC, **{"behavior.horizon": 0})
     # the same check for a config built in Python, not through overrides
-    cfg = AgentConfig()
-    cfg.behavior.critic.loss = "huber"
-    with pytest.raises(ConfigError, match="^config key 'behavior.critic.loss' must be one of twohot, mse, got 'huber'$"):
-        DreamerAgent(cfg, SPEC)
+    for group, key, value in (("behavior.critic", "loss", "huber"), ("", "explore", "curious"),
+                              ("", "intrinsic", "rnd"), ("world_model", "reward_loss", "l1")):
+        cfg = AgentConfig()
+        setattr(operator.attrgetter(group)(cfg) if group else cfg, key, value)
+        name = f"{group}.{key}" if group else key
+        with pytest.raises(ConfigError, match=rf"^config key '{name}' must be one of .*, got '{value}'$"):
+            DreamerAgent(cfg, SPEC)
 
 
 # ------------------------------------------------------------------------------------------ runs

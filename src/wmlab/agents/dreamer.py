@@ -26,6 +26,7 @@ from wmlab.agents.behavior import Behavior, frozen
 from wmlab.agents.config import AgentConfig
 from wmlab.agents.explore import Ensemble
 from wmlab.agents.intrinsic import VideoBonus
+from wmlab.config import check_choices
 from wmlab.models.registry import Registry
 from wmlab.models.rssm import State
 from wmlab.models.world_model import WorldModel
@@ -64,6 +65,7 @@ class DreamerAgent(nn.Module):
 
     def __init__(self, cfg: AgentConfig, spec: dict[str, Any]) -> None:
         super().__init__()
+        check_choices(cfg)  # explore, intrinsic, behavior.*, world_model.*, for a config built in Python
         self.cfg = cfg
         self.spec = dict(spec)
         self.discrete = bool(spec.get("action_discrete"))
@@ -87,8 +89,6 @@ class DreamerAgent(nn.Module):
             width = {"stoch": r.stoch * r.classes, "deter": r.deter, "feat": feat}[cfg.plan2explore.target]
             self.ensemble = Ensemble(cfg.plan2explore, feat, self.wm.actions.dim, width, norm, act)
             self.explorer = Behavior(cfg.behavior, feat, self.action_size, self.discrete, norm, act)
-        elif cfg.explore != "none":
-            raise ValueError(f"agent.explore={cfg.explore!r} must be none or plan2explore")
         self.bonus: VideoBonus | None = None
         self.policy_reward: MLP | None = None
         if cfg.intrinsic == "video":
@@ -97,8 +97,6 @@ class DreamerAgent(nn.Module):
             out = wm_cfg.reward_bins if wm_cfg.reward_loss == "twohot" else 1
             h = wm_cfg.heads
             self.policy_reward = MLP(feat, out, h.layers, h.units, norm, act, out_scale=0.0)
-        elif cfg.intrinsic != "none":
-            raise ValueError(f"agent.intrinsic={cfg.intrinsic!r} must be none or video")
         if not cfg.train_world_model:
             self.wm.requires_grad_(False)
             if self.policy_reward is not None:
