@@ -137,7 +137,7 @@ def main() -> None:
                   *kv("agent.behavior.", beh), log=logs / f"{name}.log")
             runs.append(run)
 
-    from wmlab.eval.curves import compare
+    from wmlab.eval.curves import compare, read_curve
 
     out = Path(args.out)
     stem = args.name or ("video_pretraining_quick" if args.quick else "video_pretraining")
@@ -145,10 +145,13 @@ def main() -> None:
     for key, suffix in (("eval/success", "success"), ("eval/return_mean", "return")):
         tables[key] = compare(runs, out / f"{stem}_{suffix}.png", key=key,
                               title=f"metaworld:{args.task}: video pretraining vs scratch")["final"]
+    # Each run's own curve, so a later stop that adds seeds can pool them with these.
+    curves = {run.name: {key: {"env_steps": [int(x) for x in steps], "values": [float(v) for v in values]}
+                         for key in tables for steps, values in [read_curve(run, key)]} for run in runs}
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work", "name")}  # not the paths
     result = {"task": args.task, "sources": args.sources.split(","), "methods": methods,
               "seeds": args.seeds.split(","), "settings": settings,
-              "world_model": wm, "behavior": beh, "tables": tables, "timings_s": timings,
+              "world_model": wm, "behavior": beh, "tables": tables, "runs": curves, "timings_s": timings,
               "total_s": sum(timings.values()), "machine": cpu_name()}
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"metaworld:{args.task}, {args.env_steps} env steps of fine-tuning, seeds {args.seeds}; "

@@ -279,6 +279,10 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     assert result["settings"]["seeds"] == "0" and str(tmp_path) not in json.dumps(result)  # no local paths
     assert set(result["tables"]["eval/success"]) == {"metaworld:reach · scratch · dreamerv2_metaworld",
                                                     "metaworld:reach · apv · dreamerv2_metaworld"}
+    runs = result["runs"]  # each run's own curve, for pooling seeds across stops
+    assert set(runs) == {"reach_scratch_s0", "reach_apv_s0"}
+    assert runs["reach_apv_s0"]["eval/success"]["env_steps"][-1] == 60
+    assert all(0.0 <= v <= 1.0 for v in runs["reach_apv_s0"]["eval/success"]["values"])
     init = json.loads((tmp_path / "work" / "reach_apv_s0" / "init.json").read_text())
     assert init["loaded"] > 0 and not init["mismatched"]
     assert not (tmp_path / "work" / "reach_scratch_s0" / "init.json").exists()
