@@ -110,7 +110,8 @@ class WindowDataset(IterableDataset):
             eids, starts = index.sample(rng, self.batch_size)
             # [B, T, ...] per key. In a worker the tensors are born in shared memory, so handing the
             # batch to the main process costs no copy.
-            batch = {k: _empty((self.batch_size, self.length, *steps[k][1]), steps[k][0], info is not None) for k in keys}
+            batch = {k: _empty((self.batch_size, self.length, *steps[k][1]), steps[k][0], info is not None)
+                     for k in keys}
             views = {k: v.numpy() for k, v in batch.items()}
             for i, (eid, start) in enumerate(zip(eids, starts)):
                 store.window(eid, int(start), self.length, keys, out={k: v[i] for k, v in views.items()})

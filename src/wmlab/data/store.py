@@ -74,7 +74,8 @@ class EpisodeStore:
         if mode == "a":
             self._create()
         elif not (self.root / layout.HEADER).is_file():
-            what = "does not exist" if not self.root.exists() else f"has no {layout.HEADER}, so it is not an episode store"
+            what = ("does not exist" if not self.root.exists()
+                    else f"has no {layout.HEADER}, so it is not an episode store")
             raise StoreNotFoundError(
                 f"episode store {self.root} {what}; create one with `wmlab collect env=... out={self.root}` "
                 f"or `wmlab data import SRC out={self.root}`"

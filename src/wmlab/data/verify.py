@@ -96,7 +96,8 @@ def check_episode(folder: Path, spec: dict[str, Any] | None) -> list[Problem]:
         want_shape, want_dtype = tuple(desc.get("shape", ())), desc.get("dtype")
         if arr.shape != want_shape or arr.dtype.name != want_dtype:
             problems.append(
-                Problem(str(file), f"holds {arr.dtype.name}{list(arr.shape)}, meta.json says {want_dtype}{list(want_shape)}", eid)
+                Problem(str(file), f"holds {arr.dtype.name}{list(arr.shape)}, "
+                        f"meta.json says {want_dtype}{list(want_shape)}", eid)
             )
             continue
         if arr.shape[0] != length:

@@ -68,7 +68,8 @@ class EpisodeWriter:
         row.setdefault("is_terminal", np.asarray(False))
         if self._steps and set(row) != set(self._steps[0]):
             raise EpisodeError(
-                f"step {len(self._steps)} has keys {sorted(row)} but the episode's first step had {sorted(self._steps[0])}"
+                f"step {len(self._steps)} has keys {sorted(row)} "
+                f"but the episode's first step had {sorted(self._steps[0])}"
             )
         self._steps.append(row)
         if meta:

@@ -54,7 +54,8 @@ def pooled_psnr_per_step(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | 
 
 
 def ssim_per_step(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray) -> np.ndarray:
-    """SSIM (Gaussian window, σ 1.5; smaller for images under 16 px) for each step of the horizon, averaged over the batch → float64 [T]."""
+    """SSIM (Gaussian window, σ 1.5; smaller for images under 16 px) for each step of the horizon, averaged over
+    the batch → float64 [T]."""
     p, y = _to_float(pred), _to_float(truth)
     if p.shape != y.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from truth shape {tuple(truth.shape)}")

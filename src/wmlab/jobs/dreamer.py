@@ -10,9 +10,9 @@ data at all from a trained world model.
 
 Online, collection and training interleave per step: between two policy steps the agent makes the updates
 the train ratio allows (replayed steps per policy step) on the episodes already in the replay; an episode
-enters the replay when it ends. Checkpoints fall between episodes and hold everything the run needs to continue exactly: weights, optimizers, RNG, the replay
-sampler's position and the step counters. Episodes a crashed run collected after its last checkpoint are
-removed from the replay on resume and collected again, identically.
+enters the replay when it ends. Checkpoints fall between episodes and hold everything the run needs to continue
+exactly: weights, optimizers, RNG, the replay sampler's position and the step counters. Episodes a crashed run
+collected after its last checkpoint are removed from the replay on resume and collected again, identically.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ class DreamerJobConfig:
     env: str = _doc("environment id (online collection and evaluation episodes)", "dmc:walker_walk")
     data: str = _doc("episode store to learn from when online=false", "")
     online: bool = _doc("collect experience with the agent while training", True)
-    start: Literal["posterior", "imagined"] = _doc("where imagination starts: posterior (replayed data) or imagined (sampled from the "
-                      "world model; needs init=, no data)", "posterior")
+    start: Literal["posterior", "imagined"] = _doc(
+        "where imagination starts: posterior (replayed data) or imagined (sampled from the world model; needs init=, "
+        "no data)", "posterior")
     init: str = _doc("run folder or checkpoint whose world model initialises this agent", "")
     method: str = _doc("fine-tuning settings of a video-pretraining method: none | plain | apv | contextwm | "
                        "prelar (see wmlab.jobs.methods); pair it with init=<pretrained run>", "none")

@@ -141,7 +141,9 @@ class ContextDecoder(ConvDecoder):
         self.attn = nn.ModuleList(CrossAttention(self.widths[skip + j], cw, heads)
                                   for j, cw in enumerate(context_widths))
 
-    def forward(self, x: Tensor, context: list[tuple[Tensor, Tensor, Tensor | None]]) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: Tensor, context: list[tuple[Tensor, Tensor, Tensor | None]]
+    ) -> Tensor:
         """``x [N,F]``, per attended resolution (finest first) ``(keys, values, mask)`` → ``[N,H,W,C]``."""
 
         def attend(x: Tensor, stage: int) -> Tensor:

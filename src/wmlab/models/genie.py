@@ -233,7 +233,7 @@ class Dynamics(nn.Module):
 
     def forward(self, tokens: Tensor, action_ids: Tensor, cache: FrameCache | None = None,
                 commit: bool = False) -> Tensor:
-        """Tokens ``[B,T,N]`` (mask id where unknown) and per-frame action ids ``[B,T]`` → logits ``[B,T,N,codes]``."""
+        """Tokens ``[B,T,N]`` (mask id where unknown), per-frame action ids ``[B,T]`` → logits ``[B,T,N,codes]``."""
         x = self.token_embed(tokens) + self.pos + self.action_embed(action_ids)[:, :, None]
         return self.head(self.transformer(x, cache, commit))
 

@@ -195,7 +195,8 @@ class WorldModel(nn.Module):
         post, prior, af = self._observe(batch)
         self.last_af_post = af[0].detach() if af is not None else None  # APV's bonus reads it, frozen or not
         c = self.cfg.loss
-        dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats, c.free_avg)  # [B,T] each (scalars with free_avg)
+        # [B,T] each (scalars with free_avg)
+        dyn, rep, kl = kl_balance(post.logits, prior.logits, c.free_nats, c.free_avg)
         if af is not None and not frozen:  # the action-free model keeps learning its own prior
             af_dyn, af_rep, _ = kl_balance(af[0].logits, af[1].logits, c.free_nats, c.free_avg)
             dyn, rep = dyn + af_dyn, rep + af_rep

@@ -2,8 +2,8 @@
 
 Frames are JPEG (as GenieRedux writes them), so images come back close but not bit-exact; actions,
 ids and metadata round-trip exactly, except the last row's action: a record pairs a frame with the
-next one, so the final frame has none (the wmlab schema leaves it zero anyway). Each session also gets an ``info.json`` with the episode's
-wmlab metadata, which the importer reads back.
+next one, so the final frame has none (the wmlab schema leaves it zero anyway). Each session also gets an
+``info.json`` with the episode's wmlab metadata, which the importer reads back.
 """
 
 from __future__ import annotations

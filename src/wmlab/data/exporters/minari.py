@@ -115,7 +115,8 @@ def write_minari(
     if not any(store.length(e) >= 2 for e in store.ids()):
         raise FormatError(f"store {store.root} has no episode with 2 or more steps (Minari needs transitions)")
     if dataset_id is None:
-        dataset_id = "wmlab/" + (re.sub(r"[^A-Za-z0-9_]+", "_", store.root.resolve().name).strip("_") or "store") + "-v0"
+        stem = re.sub(r"[^A-Za-z0-9_]+", "_", store.root.resolve().name).strip("_") or "store"
+        dataset_id = f"wmlab/{stem}-v0"
     fmt = _storage_format(data_format)
     obs_space, act_space = spaces(store)
     out.mkdir(parents=True, exist_ok=True)

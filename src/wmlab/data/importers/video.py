@@ -64,7 +64,8 @@ def _entries_from_list(path: Path) -> list[dict[str, Any]]:
             if isinstance(item, str):
                 out.append({"name": item})
                 continue
-            name = next((item[k] for k in ("path", "video", "file", "id") if isinstance(item, dict) and k in item), None)
+            keys = ("path", "video", "file", "id")
+            name = next((item[k] for k in keys if isinstance(item, dict) and k in item), None)
             if name is None:
                 raise FormatError(f"{path}: entry {i} names no video (give 'path', 'video', 'file' or 'id'): {item}")
             out.append({**{k: v for k, v in item.items() if k not in ("path", "video", "file")}, "name": str(name)})
