@@ -283,6 +283,25 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     assert set(runs) == {"reach_scratch_s0", "reach_apv_s0"}
     assert runs["reach_apv_s0"]["eval/success"]["env_steps"][-1] == 60
     assert all(0.0 <= v <= 1.0 for v in runs["reach_apv_s0"]["eval/success"]["values"])
+    # Pooling with runs recorded at an earlier stop: one table row per method over all its seeds.
+    pool = [sys.executable, str(script.with_name("pool_video_pretraining.py")), str(tmp_path / "results" /
+            "video_pretraining_quick.json"), "--out", str(tmp_path / "pooled")]
+    earlier = tmp_path / "earlier.csv"
+    last = runs["reach_apv_s0"]["eval/success"]["values"][-1]
+    earlier.write_text("run,method,seed,env_step,success,return,machine\n"
+                       f"reach_apv_s7,apv,7,60,{1.0 - last},,elsewhere\n")
+    done = subprocess.run([*pool, "--earlier", str(earlier)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "pooled.md").read_text().splitlines()
+    apv = next(line for line in table if line.startswith("| apv | 0,7 |"))
+    assert f"{0.5:.2f} ± {abs(1.0 - 2 * last) / 2:.2f} |" in apv and "elsewhere" in apv
+    assert any(line.startswith("| scratch | 0 |") for line in table)
+    assert (tmp_path / "pooled_success.png").stat().st_size > 0
+    assert len((tmp_path / "pooled_runs.csv").read_text().splitlines()) == 1 + 1 + sum(
+        len(c["eval/success"]["values"]) for c in runs.values())
+    earlier.write_text("run,method,seed,env_step,success,return,machine\nreach_apv_s0,apv,0,60,0.5,,elsewhere\n")
+    done = subprocess.run([*pool, "--earlier", str(earlier)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "reach_apv_s0 appear in more than one input" in done.stderr
     init = json.loads((tmp_path / "work" / "reach_apv_s0" / "init.json").read_text())
     assert init["loaded"] > 0 and not init["mismatched"]
     assert not (tmp_path / "work" / "reach_scratch_s0" / "init.json").exists()

@@ -1,0 +1,143 @@
+"""Pool the seeds of several ``video_pretraining.py`` comparisons into one table and one success plot.
+
+Methods and seeds are often added at different stops (``--no-scratch --name …``), each writing its own result
+json. This reads the per-run curves those jsons keep (``"runs"``), plus optional csv files of runs recorded
+earlier (columns ``run,method,seed,env_step,success,return,machine``; ``return`` may be empty except at the last
+step), and writes, for every method, the mean ± std over its seeds at each evaluation step:
+
+    python benchmarks/pool_video_pretraining.py benchmarks/results/video_pretraining_seed2.json \\
+        --earlier benchmarks/results/video_pretraining_runs_earlier.csv --out benchmarks/results/video_pretraining_pooled
+
+Writes ``<out>.md`` (the table), ``<out>_success.png`` (curves with ±std bands) and ``<out>_runs.csv`` (every
+run's rows, the input of a later pooling). A run found twice (same run name) is an error, not a silent pick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+FIELDS = ["run", "method", "seed", "env_step", "success", "return", "machine"]
+ORDER = ["scratch", "apv", "prelar", "contextwm"]  # table order; other methods follow by name
+
+
+def _float(text: str) -> float:
+    return float("nan") if text in ("", None) else float(text)
+
+
+def rows_from_result(path: Path) -> list[dict]:
+    """Per-run rows of one ``video_pretraining.py`` result json."""
+    result = json.loads(path.read_text())
+    if "runs" not in result:
+        raise SystemExit(f"{path} keeps no per-run curves ('runs'); it was written before they were recorded: "
+                         "give its runs as an --earlier csv instead")
+    rows = []
+    for name, curves in result["runs"].items():
+        match = re.fullmatch(r".+_(?P<method>[^_]+)_s(?P<seed>\d+)", name)
+        if match is None:
+            raise SystemExit(f"{path}: run {name!r} is not named <task>_<method>_s<seed>")
+        success, ret = curves["eval/success"], curves["eval/return_mean"]
+        returns = dict(zip(ret["env_steps"], ret["values"]))
+        for step, value in zip(success["env_steps"], success["values"]):
+            rows.append({"run": name, "method": match["method"], "seed": int(match["seed"]), "env_step": int(step),
+                         "success": float(value), "return": float(returns.get(step, math.nan)),
+                         "machine": result.get("machine", "")})
+    return rows
+
+
+def rows_from_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(FIELDS) - set(reader.fieldnames or [])
+        if missing:
+            raise SystemExit(f"{path} lacks the column(s) {', '.join(sorted(missing))}; it needs {','.join(FIELDS)}")
+        return [{**r, "seed": int(r["seed"]), "env_step": int(r["env_step"]), "success": _float(r["success"]),
+                 "return": _float(r["return"])} for r in reader]
+
+
+def pool(rows: list[dict]) -> dict[str, dict]:
+    """``{method: {"seeds", "steps", "mean", "std", "return_mean", "return_std", "machines"}}`` over common steps."""
+    runs: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        runs.setdefault(row["method"], {}).setdefault(row["run"], []).append(row)
+    out = {}
+    for method in sorted(runs, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m)):
+        members = runs[method]
+        steps = sorted(set.intersection(*({r["env_step"] for r in rs} for rs in members.values())))
+        by_step = {name: {r["env_step"]: r for r in rs} for name, rs in members.items()}
+        success = [[by_step[name][s]["success"] for name in members] for s in steps]
+        finals = [by_step[name][steps[-1]]["return"] for name in members]
+        out[method] = {
+            "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
+            "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
+            "return_mean": sum(finals) / len(finals), "return_std": _std(finals),
+            "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
+        }
+    return out
+
+
+def _std(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))  # population std, as `wmlab compare`
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="*", type=Path, help="result jsons of video_pretraining.py")
+    p.add_argument("--earlier", nargs="*", type=Path, default=[], help="csv files of runs recorded earlier")
+    p.add_argument("--out", type=Path, required=True, help="stem of the pooled files")
+    args = p.parse_args()
+    rows = [r for path in args.earlier for r in rows_from_csv(path)]
+    rows += [r for path in args.results for r in rows_from_result(path)]
+    if not rows:
+        raise SystemExit("nothing to pool: give result jsons and/or --earlier csv files")
+    seen: dict[tuple[str, int], int] = {}
+    for row in rows:
+        seen[(row["run"], row["env_step"])] = seen.get((row["run"], row["env_step"]), 0) + 1
+    twice = sorted({run for (run, _), n in seen.items() if n > 1})
+    if twice:
+        raise SystemExit(f"run(s) {', '.join(twice)} appear in more than one input; give each run once")
+    pooled = pool(rows)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out.with_name(args.out.name + "_runs.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: (r["method"], r["seed"], r["env_step"])):
+            writer.writerow({**row, "return": "" if math.isnan(row["return"]) else f"{row['return']:.3f}"})
+
+    lines = ["| method | seeds | success at " + " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
+             + " env steps (mean ± std) | final return (mean ± std) | machines |", "|---|---|---|---:|---|"]
+    for method, m in pooled.items():
+        cells = " / ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m["mean"], m["std"]))
+        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | "
+                     f"{m['return_mean']:.0f} ± {m['return_std']:.0f} | {'; '.join(m['machines'])} |")
+    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, m in pooled.items():
+        lo = [a - b for a, b in zip(m["mean"], m["std"])]
+        hi = [a + b for a, b in zip(m["mean"], m["std"])]
+        ax.plot(m["steps"], m["mean"], marker="o", label=f"{method} (n={len(m['seeds'])})")
+        ax.fill_between(m["steps"], lo, hi, alpha=0.15)
+    ax.set_xlabel("env steps of fine-tuning")
+    ax.set_ylabel("success rate (10 episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out.with_name(args.out.name + "_success.png"), dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
