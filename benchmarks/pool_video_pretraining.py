@@ -112,10 +112,13 @@ def main() -> None:
 
     lines = ["| method | seeds | success at " + " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
              + " env steps (mean ± std) | final return (mean ± std) | machines |", "|---|---|---|---:|---|"]
+    machines = sorted({name for m in pooled.values() for name in m["machines"]})  # numbered, named below
     for method, m in pooled.items():
         cells = " / ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m["mean"], m["std"]))
+        where = ", ".join(str(machines.index(name) + 1) for name in m["machines"])
         lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | "
-                     f"{m['return_mean']:.0f} ± {m['return_std']:.0f} | {'; '.join(m['machines'])} |")
+                     f"{m['return_mean']:.0f} ± {m['return_std']:.0f} | {where} |")
+    lines += ["", "Machines: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(machines)) + "."]
     args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -294,7 +294,8 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "pooled.md").read_text().splitlines()
     apv = next(line for line in table if line.startswith("| apv | 0,7 |"))
-    assert f"{0.5:.2f} ± {abs(1.0 - 2 * last) / 2:.2f} |" in apv and "elsewhere" in apv
+    assert f"{0.5:.2f} ± {abs(1.0 - 2 * last) / 2:.2f} |" in apv and apv.endswith("| 1, 2 |")
+    assert table[-1].startswith("Machines: 1: ") and table[-1].endswith("; 2: elsewhere.")  # sorted by name
     assert any(line.startswith("| scratch | 0 |") for line in table)
     assert (tmp_path / "pooled_success.png").stat().st_size > 0
     assert len((tmp_path / "pooled_runs.csv").read_text().splitlines()) == 1 + 1 + sum(
