@@ -2,8 +2,9 @@
 
 Methods and seeds are often added at different stops (``--no-scratch --name …``), each writing its own result
 json. This reads the per-run curves those jsons keep (``"runs"``), plus optional csv files of runs recorded
-earlier (columns ``run,method,seed,env_step,success,return,machine``; ``return`` may be empty except at the last
-step), and writes, for every method, the mean ± std over its seeds at each evaluation step:
+earlier (columns ``run,method,seed,env_step,success,return,machine``; ``return`` may be empty, and the final
+return is then over the runs that have one), and writes, for every method, the mean ± std over its seeds at
+each evaluation step:
 
     python benchmarks/pool_video_pretraining.py benchmarks/results/video_pretraining_seed2.json \\
         --earlier benchmarks/results/video_pretraining_runs_earlier.csv --out benchmarks/results/video_pretraining_pooled
@@ -70,11 +71,13 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         steps = sorted(set.intersection(*({r["env_step"] for r in rs} for rs in members.values())))
         by_step = {name: {r["env_step"]: r for r in rs} for name, rs in members.items()}
         success = [[by_step[name][s]["success"] for name in members] for s in steps]
-        finals = [by_step[name][steps[-1]]["return"] for name in members]
+        # Runs recorded earlier may lack a return; the final return is over the runs that have one.
+        finals = [r for r in (by_step[name][steps[-1]]["return"] for name in members) if not math.isnan(r)]
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
-            "return_mean": sum(finals) / len(finals), "return_std": _std(finals),
+            "return_mean": sum(finals) / len(finals) if finals else math.nan,
+            "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
         }
     return out
@@ -116,8 +119,10 @@ def main() -> None:
     for method, m in pooled.items():
         cells = " / ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m["mean"], m["std"]))
         where = ", ".join(str(machines.index(name) + 1) for name in m["machines"])
-        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | "
-                     f"{m['return_mean']:.0f} ± {m['return_std']:.0f} | {where} |")
+        n, k = len(m["seeds"]), m["return_runs"]
+        final = "–" if k == 0 else f"{m['return_mean']:.0f} ± {m['return_std']:.0f}"
+        final += f" ({k} of {n} seeds)" if 0 < k < n else ""
+        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | {final} | {where} |")
     lines += ["", "Machines: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(machines)) + "."]
     args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -295,6 +295,7 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     table = (tmp_path / "pooled.md").read_text().splitlines()
     apv = next(line for line in table if line.startswith("| apv | 0,7 |"))
     assert f"{0.5:.2f} ± {abs(1.0 - 2 * last) / 2:.2f} |" in apv and apv.endswith("| 1, 2 |")
+    assert "nan" not in apv and " ± 0 (1 of 2 seeds) |" in apv  # the earlier run kept no return
     assert table[-1].startswith("Machines: 1: ") and table[-1].endswith("; 2: elsewhere.")  # sorted by name
     assert any(line.startswith("| scratch | 0 |") for line in table)
     assert (tmp_path / "pooled_success.png").stat().st_size > 0

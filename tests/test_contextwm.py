@@ -36,6 +36,7 @@ def features(model, b=2, t=4, seed=1):
 def test_shapes_fp32_and_bf16(size):
     model = model_for(size)
     assert isinstance(model.codec, ContextCodec) and len(model.codec.decoder.attn) >= 1
+    assert not [name for name, m in model.named_modules() if type(m) is torch.nn.LayerNorm]
     batch = batch_for(size)
     assert model.codec.encode(batch["image"]).shape == (2, 5, model.codec.embed_dim)
     out = model.decode(features(model), batch["image"])

@@ -205,6 +205,8 @@ def test_dreamerv2_preset_is_config_of_the_same_classes(one_thread):
     # DreamerV2's GRU keeps its LayerNorm although no other layer has one.
     assert isinstance(agent.wm.rssm.gru_norm, torch.nn.LayerNorm) and isinstance(agent.wm.rssm.in_norm,
                                                                                  torch.nn.Identity)
+    # Every norm is wmlab's (exact scale/bias gradients under bf16), none a plain torch one.
+    assert not [name for name, m in agent.named_modules() if type(m) is torch.nn.LayerNorm]
     # Its truncated Normal: std = 2·sigmoid(·) + 0.1, starting at 1.1.
     feat = torch.zeros(3, agent.wm.feat_dim)
     dist = agent.task.policy(feat)

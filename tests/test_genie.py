@@ -134,6 +134,7 @@ def test_vq_restarts_dead_codes():
 def test_stage_losses_train_only_their_part():
     torch.manual_seed(0)
     model = Genie(tiny_config(), SPEC)
+    assert not [name for name, m in model.named_modules() if type(m) is torch.nn.LayerNorm]
     batch = batch_of()
     for stage in STAGES:
         model.set_stage(stage)

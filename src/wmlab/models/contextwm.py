@@ -37,6 +37,7 @@ from wmlab.nn.blocks import (
     ConvDecoder,
     ConvEncoder,
     GemmGradConv2d,
+    LayerNorm,
     _same_pad,
     activation,
     compute_dtype,
@@ -96,8 +97,8 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.head_dim = -(-channels // heads)
         width = heads * self.head_dim
-        self.norm_q = nn.LayerNorm(channels, eps=LN_EPS)
-        self.norm_kv = nn.LayerNorm(context_channels, eps=LN_EPS)
+        self.norm_q = LayerNorm(channels, eps=LN_EPS)
+        self.norm_kv = LayerNorm(context_channels, eps=LN_EPS)
         self.q = nn.Linear(channels, width, bias=False)
         self.kv = nn.Linear(context_channels, 2 * width, bias=False)
         self.out = nn.Linear(width, channels)

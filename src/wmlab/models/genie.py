@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmlab.models.config import doc
+from wmlab.nn.blocks import LayerNorm
 from wmlab.nn.st import FrameCache, STTransformer, VectorQuantizer, cosine_schedule, patchify, unpatchify
 
 STAGES = ("tokenizer", "lam", "dynamics")
@@ -170,7 +171,7 @@ class LatentActionModel(nn.Module):
         h, w, c = image
         tokens = (h // cfg.patch) * (w // cfg.patch)
         self.encoder = _PatchTransformer(cfg.patch ** 2 * c, tokens, cfg.width, cfg.enc_depth, cfg.heads)
-        self.to_action = nn.Sequential(nn.Flatten(-2), nn.LayerNorm(tokens * cfg.width),
+        self.to_action = nn.Sequential(nn.Flatten(-2), LayerNorm(tokens * cfg.width),
                                        nn.Linear(tokens * cfg.width, cfg.code_dim))
         self.vq = VectorQuantizer(cfg.codes, cfg.code_dim, cfg.beta)
         self.decoder = _PatchTransformer(cfg.patch ** 2 * c, tokens, cfg.width, cfg.dec_depth, cfg.heads)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from wmlab.models.config import RSSMConfig
-from wmlab.nn.blocks import LN_EPS, NormLinear, activation, init_hidden_, init_output_
+from wmlab.nn.blocks import LN_EPS, LayerNorm, NormLinear, activation, init_hidden_, init_output_
 from wmlab.nn.dists import mode_onehot, sample_onehot, unimix_logprobs
 from wmlab.nn.tape import StepLinear
 
@@ -81,7 +81,7 @@ class RSSM(nn.Module):
         flat, hd, d = cfg.stoch * cfg.classes, cfg.hidden, cfg.deter
 
         def ln(width: int) -> nn.Module:
-            return nn.LayerNorm(width, eps=LN_EPS) if norm else nn.Identity()
+            return LayerNorm(width, eps=LN_EPS) if norm else nn.Identity()
 
         # Input layer Linear([stoch, action]) split in two so the action part runs once for all T.
         self.stoch_in = nn.Linear(flat, hd, bias=not norm)
@@ -89,7 +89,7 @@ class RSSM(nn.Module):
         self.in_norm, self.in_act = ln(hd), activation(act)
         gru_norm = norm if cfg.gru_norm is None else bool(cfg.gru_norm)
         self.gru = nn.Linear(hd + d, 3 * d, bias=not gru_norm)
-        self.gru_norm = nn.LayerNorm(3 * d, eps=LN_EPS) if gru_norm else nn.Identity()
+        self.gru_norm = LayerNorm(3 * d, eps=LN_EPS) if gru_norm else nn.Identity()
         self.prior_hidden = NormLinear(d, hd, norm, act)
         self.prior_out = nn.Linear(hd, flat)
         # Posterior layer Linear([deter, embed]) split likewise: the embedding part runs once for all T.

@@ -8,6 +8,7 @@ from wmlab.nn.blocks import (
     ConvEncoder,
     GemmGradConv2d,
     GemmGradConvTranspose2d,
+    LayerNorm,
     NormLinear,
     activation,
     compute_dtype,
@@ -32,7 +33,7 @@ from wmlab.nn.tape import StepLinear
 
 __all__ = [
     "MLP", "ChannelNorm", "ConvDecoder", "ConvEncoder", "GemmGradConv2d", "GemmGradConvTranspose2d",
-    "NormLinear", "StepLinear", "activation", "compute_dtype", "conv_stages",
+    "LayerNorm", "NormLinear", "StepLinear", "activation", "compute_dtype", "conv_stages",
     "init_hidden_", "init_output_", "TwoHot", "bernoulli_nll", "categorical_entropy", "categorical_kl",
     "kl_balance", "mode_onehot", "mse_sum", "sample_onehot", "symexp", "symlog",
     "unimix_logprobs",

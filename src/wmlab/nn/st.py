@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wmlab.nn.blocks import LayerNorm
+
 
 def patchify(frames: Tensor, patch: int) -> Tensor:
     """``[B,T,H,W,C]`` → ``[B,T,(H/p)·(W/p),p·p·C]``."""
@@ -97,11 +99,11 @@ class STBlock(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
-        self.norm_space = nn.LayerNorm(width)
+        self.norm_space = LayerNorm(width)
         self.space = Attention(width, heads)
-        self.norm_time = nn.LayerNorm(width)
+        self.norm_time = LayerNorm(width)
         self.time = Attention(width, heads)
-        self.norm_mlp = nn.LayerNorm(width)
+        self.norm_mlp = LayerNorm(width)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
 
@@ -134,7 +136,7 @@ class STTransformer(nn.Module):
     def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(STBlock(width, heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.norm = LayerNorm(width)
         self.apply(_init)
 
     def forward(self, x: Tensor, cache: FrameCache | None = None, commit: bool = False) -> Tensor:
