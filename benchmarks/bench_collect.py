@@ -33,11 +33,11 @@ HERE = Path(__file__).resolve().parent
 ENVS = ["dmc:walker_walk", "metaworld:drawer-open", "procgen:coinrun"]
 
 
-def env_loop(env_id: str, steps: int, repeat: int = 1) -> dict:
+def env_loop(env_id: str, steps: int, repeat: int = 1, render: str = "fast") -> dict:
     """Agent steps/s of one env in this process: simulation and 64×64 rendering, no storage."""
-    from wmlab.envs import make
+    from wmlab.envs import make, render_setting
 
-    env = make(env_id, size=(64, 64), action_repeat=repeat)
+    env = make(env_id, size=(64, 64), action_repeat=repeat, **render_setting(render))
     env.action_space.seed(0)
     env.reset(seed=0)
     env.step(env.action_space.sample())  # the first render builds the GL context: not part of the rate
@@ -48,21 +48,23 @@ def env_loop(env_id: str, steps: int, repeat: int = 1) -> dict:
             env.reset()
     seconds = time.perf_counter() - t0
     env.close()
-    return {"env": env_id, "mode": "env loop", "workers": 0, "action_repeat": repeat, "steps": steps,
+    return {"env": env_id, "mode": "env loop", "workers": 0, "action_repeat": repeat, "render": render, "steps": steps,
             "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 1)}
 
 
-def collect_rate(env_id: str, episodes: int, max_steps: int, workers: int, repeat: int = 1) -> dict:
+def collect_rate(env_id: str, episodes: int, max_steps: int, workers: int, repeat: int = 1,
+                 render: str = "fast") -> dict:
+    from wmlab.envs import render_setting
     from wmlab.envs.collect import collect
 
     root = Path(tempfile.mkdtemp(prefix="wmlab-bench-collect-"))
     try:
         summary = collect(env_id, root / "store", episodes=episodes, workers=workers, max_steps=max_steps,
-                          size=(64, 64), action_repeat=repeat, progress=False)
+                          size=(64, 64), action_repeat=repeat, progress=False, **render_setting(render))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"env": env_id, "mode": f"collect, {workers} worker{'s' if workers > 1 else ''}", "workers": workers,
-            "action_repeat": repeat, "steps": summary["steps"], "seconds": summary["seconds"],
+            "action_repeat": repeat, "render": render, "steps": summary["steps"], "seconds": summary["seconds"],
             "steps_per_s": summary["steps_per_s"]}
 
 
@@ -73,17 +75,19 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated env ids")
     parser.add_argument("--action-repeat", type=int, default=1,
                         help="env steps per agent step (steps and rates below count agent steps, one frame each)")
+    parser.add_argument("--render", choices=["fast", "full"], default="fast",
+                        help="MuJoCo frames: fast (no shadows or multisampling, the default) or full (the suite's own)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/collect[_quick].json)")
     args = parser.parse_args()
     loop_steps, episode_steps = (30, 20) if args.quick else (1000, 250)
     rows = []
     repeat = args.action_repeat
     for env_id in args.envs.split(","):
-        rows.append(env_loop(env_id, loop_steps, repeat))
+        rows.append(env_loop(env_id, loop_steps, repeat, args.render))
         print(rows[-1], flush=True)
         for workers in [int(w) for w in args.workers.split(",")]:
             episodes = 2 if args.quick else 4 * workers
-            rows.append(collect_rate(env_id, episodes, episode_steps, workers, repeat))
+            rows.append(collect_rate(env_id, episodes, episode_steps, workers, repeat, args.render))
             print(rows[-1], flush=True)
     print("\n| env | mode | action repeat | agent steps | seconds | agent steps/s |\n|---|---|---:|---:|---:|---:|")
     for r in rows:

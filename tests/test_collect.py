@@ -65,6 +65,22 @@ def test_bad_settings_fail_before_any_worker(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_render_setting_reaches_the_env_and_the_episode_record(tmp_path):
+    from wmlab import api
+    from wmlab.config import ConfigError
+
+    api.collect(env="dmc:cartpole_balance", out=str(tmp_path / "full"), episodes=1, max_steps=3, render="full",
+                progress=False)
+    store = EpisodeStore(tmp_path / "full")
+    (eid,) = store.ids()
+    assert store.meta(eid)["env_kwargs"] == {"render": "full"}
+    with pytest.raises(ConfigError, match="must be one of fast, full"):
+        api.collect(env="dmc:cartpole_balance", out=str(tmp_path / "x"), render="nice")
+    with pytest.raises(ValueError, match="takes no setting 'render'"):
+        api.collect(env="procgen:coinrun", out=str(tmp_path / "x"), render="full", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_metaworld_expert_solves_the_task_where_random_does_not(tmp_path):
     from wmlab import api
 

@@ -130,6 +130,29 @@ def test_camera_refreshes_terrain_and_turns_upside_down_cameras():
     env.close()
 
 
+def test_full_render_draws_the_suites_own_frames_and_fast_drops_thin_parts():
+    """render=full gives dm_control's own frame (rail, shadows); fast, the default, is a different drawing."""
+    from dm_control import suite
+
+    ref_task = suite.load("cartpole", "balance", task_kwargs={"random": 0})
+    ref_task.reset()
+    ref = ref_task.physics.render(64, 64, camera_id=0).astype(int)
+    frames = {}
+    for render in ("full", "fast"):
+        env = envs.make("dmc:cartpole_balance", render=render)
+        env.unwrapped._env.physics.set_state(ref_task.physics.get_state())
+        env.unwrapped._env.physics.forward()
+        frames[render] = env.unwrapped.render().astype(int)
+        env.close()
+    assert np.abs(frames["full"] - ref).mean() < 0.1
+    assert np.abs(frames["fast"] - ref).mean() > 0.5
+    with pytest.raises(ValueError, match="render quality 'best' is not one of fast, full"):
+        envs.make("dmc:cartpole_balance", render="best")
+    with pytest.raises(ValueError, match="procgen:coinrun takes no setting 'render'; its settings: distribution_mode"):
+        envs.make("procgen:coinrun", render="full")
+    assert envs.render_setting("fast") == {} and envs.render_setting("full") == {"render": "full"}
+
+
 def test_unknown_ids_name_the_fix():
     with pytest.raises(envs.UnknownEnvError, match="dmc:walker_walk"):
         envs.make("dmc:walker_wlak")

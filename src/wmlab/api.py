@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from wmlab import config as C
 from wmlab.config import ConfigError
@@ -47,6 +47,9 @@ class CollectConfig:
     seed: int = _doc("seed of the first episode; episode i uses seed + i (for Procgen: the level)", 0)
     size: tuple[int, int] = _doc("image size (height, width)", (64, 64))
     action_repeat: int = _doc("repeat each action this many env steps", 1)
+    render: Literal["fast", "full"] = _doc("MuJoCo suites: fast (no shadows or multisampling, ~10x faster to draw) "
+                                           "or full (the suite's own frames, as published pixel scores used)",
+                                           "fast")
     split: str | None = _doc("split recorded in every episode's metadata (train / test); for both splits in one "
                              "command use test_fraction instead", None)
     test_fraction: float = _doc("label each episode test (a stable hash of its seed below this) or train: one "
@@ -57,6 +60,7 @@ class CollectConfig:
 
 def collect(**settings: Any) -> dict[str, Any]:
     """Collect episodes from an environment into an episode store."""
+    from wmlab.envs import render_setting
     from wmlab.envs.collect import collect as run_collect
 
     cfg = C.apply(CollectConfig(), settings)
@@ -74,7 +78,7 @@ def collect(**settings: Any) -> dict[str, Any]:
     return run_collect(cfg.env, cfg.out, cfg.episodes, workers=cfg.workers, policy=cfg.policy,
                        max_steps=cfg.max_steps, seed=cfg.seed, size=cfg.size, action_repeat=cfg.action_repeat,
                        split=cfg.split, test_fraction=cfg.test_fraction, progress=cfg.progress,
-                       policy_kwargs=policy_kwargs)
+                       policy_kwargs=policy_kwargs, **render_setting(cfg.render))
 
 
 def prepare_run(job_name: str, preset: str | None = None, **overrides: Any) -> tuple[Any, Any]:

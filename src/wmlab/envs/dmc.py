@@ -1,7 +1,8 @@
 """dm_control as Gymnasium: every task of ``suite.ALL_TASKS``, GenRL's extra tasks and Stickman.
 
 Ids are ``dmc:<domain>_<task>`` (``dmc:walker_walk``, ``dmc:ball_in_cup_catch``, ``dmc:stickman_flip``).
-Observations: ``image`` rendered at the requested size by a fast MuJoCo camera (no shadows) and ``proprio``,
+Observations: ``image`` rendered at the requested size by a MuJoCo camera (``render=fast``, the default: no
+shadows or multisampling; ``render=full``: dm_control's own frames, 10× slower to draw) and ``proprio``,
 the task's observation arrays flattened and concatenated. The action space is the task's own bounds;
 :func:`wmlab.envs.make` normalises it to [-1, 1]. An episode that ends with discount 0 is *terminated*;
 one that ends by the task's time limit (1000 steps for the suite) is *truncated*.
@@ -74,13 +75,15 @@ class DMCEnv(RenderedObservation, gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None):
+    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None,
+                 render: str = "fast"):
         self.domain, self.task = _split(task)
         self.size = tuple(size)
         self._env = _load(self.domain, self.task, None)
         physics = self._env.physics
         self._camera: MujocoCamera | None = MujocoCamera(
-            physics.model.ptr, self.size, camera=CAMERAS.get(self.domain, 0) if camera is None else camera)
+            physics.model.ptr, self.size, camera=CAMERAS.get(self.domain, 0) if camera is None else camera,
+            quality=render)
         spec = self._env.action_spec()
         self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32),
                                            spec.shape, np.float32)
@@ -126,5 +129,6 @@ class DMCEnv(RenderedObservation, gym.Env):
 
 
 @suite("dmc", tasks)
-def build(task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None) -> gym.Env:
-    return DMCEnv(task, size, camera)
+def build(task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None,
+          render: str = "fast") -> gym.Env:
+    return DMCEnv(task, size, camera, render)

@@ -34,15 +34,16 @@ def tasks() -> list[str]:
 class KitchenEnv(RenderedObservation, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12}
 
-    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None):
+    def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None,
+                 render: str = "fast"):
         import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
         self._env = gym.make("FrankaKitchen-v1", tasks_to_complete=[TASKS[task]], disable_env_checker=True)
         self.size = tuple(size)
         u = self._env.unwrapped
-        self._camera = MujocoCamera(u.model, self.size, free_camera=VIEW) if camera is None else \
-            MujocoCamera(u.model, self.size, camera=camera)
+        self._camera = MujocoCamera(u.model, self.size, free_camera=VIEW, quality=render) if camera is None else \
+            MujocoCamera(u.model, self.size, camera=camera, quality=render)
         self.action_space = gym.spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (*self.size, 3), np.uint8),
@@ -73,6 +74,7 @@ class KitchenEnv(RenderedObservation, gym.Env):
 
 
 @suite("kitchen", tasks)
-def build(task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None) -> gym.Env:
+def build(task: str, size: tuple[int, int] = (64, 64), camera: int | str | None = None,
+          render: str = "fast") -> gym.Env:
     """``camera=None``: a free camera over the counter; or one of the model's cameras by name or index."""
-    return KitchenEnv(task, size, camera)
+    return KitchenEnv(task, size, camera, render)

@@ -35,7 +35,7 @@ class MetaWorldEnv(RenderedObservation, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 
     def __init__(self, task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2",
-                 flip: bool | None = None):
+                 flip: bool | None = None, render: str = "fast"):
         from metaworld.env_dict import MT50_V3
 
         env = MT50_V3[f"{task}-v3"]()
@@ -48,7 +48,7 @@ class MetaWorldEnv(RenderedObservation, gym.Env):
         env.seeded_rand_vec = True
         self._env = env
         self.size = tuple(size)
-        self._camera = MujocoCamera(env.model, self.size, camera=camera, flip=flip)
+        self._camera = MujocoCamera(env.model, self.size, camera=camera, flip=flip, quality=render)
         dim = env.sawyer_observation_space.shape[0]
         self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
         self.observation_space = gym.spaces.Dict({
@@ -90,5 +90,6 @@ class MetaWorldEnv(RenderedObservation, gym.Env):
 
 
 @suite("metaworld", tasks)
-def build(task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2", flip: bool | None = None) -> gym.Env:
-    return MetaWorldEnv(task, size, camera, flip)
+def build(task: str, size: tuple[int, int] = (64, 64), camera: str = "corner2", flip: bool | None = None,
+          render: str = "fast") -> gym.Env:
+    return MetaWorldEnv(task, size, camera, flip, render)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
@@ -94,6 +95,12 @@ def list_envs(suites: list[str] | None = None) -> list[str]:
     return sorted(ids)
 
 
+def render_setting(render: str) -> dict[str, str]:
+    """The ``render=`` keyword to pass to :func:`make` for a job's ``render`` setting: none for the default
+    ``fast`` (so suites without a MuJoCo camera, e.g. Procgen, take it), else ``{"render": render}``."""
+    return {} if render == "fast" else {"render": render}
+
+
 def make(env_id: str, size: tuple[int, int] = (64, 64), action_repeat: int = 1, time_limit: int | None = None,
          seed: int | None = None, **kwargs: Any) -> gym.Env:
     """Build env ``env_id`` with ``image`` observations of ``size`` (height, width).
@@ -102,7 +109,9 @@ def make(env_id: str, size: tuple[int, int] = (64, 64), action_repeat: int = 1, 
     (Procgen renders 64×64 only). Continuous actions are normalised to [-1, 1]. ``action_repeat`` repeats
     each action (rewards summed); ``time_limit`` caps an episode at that many agent steps (after action
     repeat; the suite's own limit still applies); ``seed`` seeds the first reset that gives no seed of its
-    own. Other keyword arguments go to the suite (e.g. ``camera=``).
+    own. Other keyword arguments go to the suite (e.g. ``camera=``; ``render="fast"|"full"`` for the MuJoCo
+    suites, see :class:`wmlab.envs.wrappers.MujocoCamera`); one the suite does not take is an error that lists
+    the ones it does.
     """
     from wmlab.envs import wrappers
 
@@ -123,6 +132,12 @@ def make(env_id: str, size: tuple[int, int] = (64, 64), action_repeat: int = 1, 
         raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
     if time_limit is not None and int(time_limit) < 1:
         raise ValueError(f"time_limit must be >= 1 agent step or None, got {time_limit}")
+    params = inspect.signature(s.build).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = [n for n in params if n not in ("task", "size")]
+        raise ValueError(f"{name}:{task} takes no setting {', '.join(map(repr, unknown))}; its settings: "
+                         f"{', '.join(takes) or 'none'}")
     env = s.build(task, size=size, **kwargs)
     if action_repeat > 1:  # innermost, so that only the frame of the last repeat is rendered (and resized)
         env = wrappers.ActionRepeat(env, int(action_repeat))

@@ -130,11 +130,17 @@ class SeedFirstReset(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-class MujocoCamera:
-    """Fast offscreen rendering of a MuJoCo model: shadows and multisampling off, one renderer reused.
+RENDER_QUALITIES = ("fast", "full")
 
-    Software GL at default quality renders a 64×64 walker at ~60 frames/s; without shadows and
-    multisampling, several times faster. The settings must be set before the first render.
+
+class MujocoCamera:
+    """Offscreen rendering of a MuJoCo model with one renderer reused; ``quality`` fast or full.
+
+    ``fast`` (the default) turns shadows and multisampling off: a 64×64 frame of dm_control's walker takes
+    1.3 ms instead of the 13 ms of dm_control's own render, but thin parts alias away (cartpole's rail)
+    and bodies cast no shadow (mean pixel difference 1.5/255 on cartpole, 6.8/255 on walker). ``full``
+    keeps the model's own settings, the frames dm_control (``physics.render``) and Meta-World draw and the
+    published pixel-based scores were measured on. The settings must be set before the first render.
 
     ``flip=None`` turns the image upright when the camera's up axis points down in the world (Meta-World's
     corner cameras): a 180° rotation, which is what a camera rolled upright would see (a vertical flip
@@ -143,11 +149,15 @@ class MujocoCamera:
     """
 
     def __init__(self, model: Any, size: tuple[int, int], camera: int | str = -1, flip: bool | None = None,
-                 free_camera: dict | None = None):
+                 free_camera: dict | None = None, quality: str = "fast"):
         import mujoco
 
-        model.vis.quality.shadowsize = 0
-        model.vis.quality.offsamples = 0
+        if quality not in RENDER_QUALITIES:
+            raise ValueError(f"render quality {quality!r} is not one of {', '.join(RENDER_QUALITIES)} (fast: no "
+                             "shadows or multisampling; full: the model's own settings)")
+        if quality == "fast":
+            model.vis.quality.shadowsize = 0
+            model.vis.quality.offsamples = 0
         # The offscreen buffer must hold the image.
         model.vis.global_.offheight = max(model.vis.global_.offheight, size[0])
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, size[1])

@@ -80,6 +80,9 @@ class DreamerJobConfig:
     action_repeat: int = _doc("env steps per agent step", 2)
     size: tuple[int, int] = _doc("image height, width", (64, 64))
     time_limit: int | None = _doc("agent steps per episode (none: the suite's own limit)", None)
+    render: Literal["fast", "full"] = _doc("MuJoCo suites: fast (no shadows or multisampling, ~10x faster to draw) "
+                                           "or full (the suite's own frames, as published pixel scores used)",
+                                           "fast")
     prefill: int = _doc("online: env steps of uniformly random actions before the agent acts", 5000)
     train_ratio: float = _doc("replayed steps per agent step (updates = agent steps × ratio / (B·T))", 512.0)
     pretrain: int = _doc("online: extra updates right after the prefill", 0)
@@ -167,12 +170,13 @@ class ImaginedStarts:
 
 # ------------------------------------------------------------------------------------------------ pieces
 def make_env(cfg: DreamerJobConfig, env_id: str | None = None) -> Any:
-    from wmlab.envs import make
+    from wmlab.envs import make, render_setting
 
     env_id = env_id or cfg.env
     if not env_id:
         raise ValueError("no environment: pass env=<suite:task> (e.g. env=dmc:walker_walk)")
-    return make(env_id, size=tuple(cfg.size), action_repeat=cfg.action_repeat, time_limit=cfg.time_limit)
+    return make(env_id, size=tuple(cfg.size), action_repeat=cfg.action_repeat, time_limit=cfg.time_limit,
+                **render_setting(cfg.render))
 
 
 def build_agent(cfg: DreamerJobConfig, spec: dict[str, Any]) -> Any:
