@@ -444,6 +444,56 @@ def test_compare_plots_mean_over_seeds(tmp_path):
         compare([pre], tmp_path / "x.png")
 
 
+def test_compare_draws_a_published_reference_curve(tmp_path):
+    import gzip
+
+    from wmlab.eval.curves import compare
+
+    run = tmp_path / "s0"
+    run.mkdir()
+    (run / "config.yaml").write_text("env: dmc:walker_walk\nmethod: none\n")
+    (run / "run.json").write_text('{"job": "dreamer", "preset": "small"}')
+    rows = [{"step": i, "env_step": 1000 * i, "eval/return_mean": 10.0 * i} for i in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    # Two seeds, each round of evaluation episodes logged 2 steps apart (as DreamerV3's score files do);
+    # the 3k round (3002-3006) is the first past the runs' last step and the last drawn; another task is ignored.
+    def record(seed, base):
+        xs = [r * 1000 + 2 * e for r in (1, 2, 3, 9, 12) for e in (1, 2, 3)]
+        ys = [base + 100 * r + e for r in (1, 2, 3, 9, 12) for e in (1, 2, 3)]
+        return {"task": "dmc_walker_walk", "method": "dreamerv3", "seed": seed, "xs": xs, "ys": ys}
+    other = {"task": "dmc_cheetah_run", "method": "dreamerv3", "seed": 0, "xs": [1000], "ys": [5.0]}
+    # A third seed evaluated once, off the others' schedule: a round one seed of three reached is left out.
+    stray = {"task": "dmc_walker_walk", "method": "dreamerv3", "seed": 2, "xs": [2500], "ys": [-1e6]}
+    ref = tmp_path / "scores.json.gz"
+    with gzip.open(ref, "wt") as f:
+        json.dump([record(0, 0.0), record(1, 20.0), stray, other], f)
+    out = compare([run], tmp_path / "c.png", reference=ref)
+    label = "dmc:walker_walk · dreamerv3 (reference)"
+    # Round 3 (3002–3006): seed means 302 and 322 → 312 ± 10, the round nearest the runs' last step (3000).
+    assert out["reference"] == {label: {"env_steps": 3004, "mean": 312.0, "std": 10.0, "runs": 2}}
+    assert out["final"]["dmc:walker_walk · scratch · small"]["mean"] == 30.0
+    with open(tmp_path / "c.csv") as f:
+        drawn = [(int(r["env_step"]), float(r["mean"])) for r in csv.DictReader(f) if r["group"] == label]
+    assert drawn == [(1004, 112.0), (2004, 212.0), (3004, 312.0)]
+    # An explicit gap smaller than the episodes' spacing splits every round into its episodes.
+    fine = compare([run], tmp_path / "c.png", reference=ref, reference_gap=1)["reference"][label]
+    assert fine["env_steps"] == 3002 and fine["mean"] == 311.0
+
+    with pytest.raises(FileNotFoundError, match="missing.json.gz is missing"):
+        compare([run], tmp_path / "c.png", reference=tmp_path / "missing.json.gz")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"task": "dmc_walker_walk"}')
+    with pytest.raises(ValueError, match="bad.json is not a list of"):
+        compare([run], tmp_path / "c.png", reference=bad)
+    bad.write_text("[{")
+    with pytest.raises(ValueError, match="bad.json is not readable JSON"):
+        compare([run], tmp_path / "c.png", reference=bad)
+    only_other = tmp_path / "other.json"
+    only_other.write_text(json.dumps([other]))
+    with pytest.raises(ValueError, match="no task named like dmc:walker_walk; it has dmc_cheetah_run"):
+        compare([run], tmp_path / "c.png", reference=only_other)
+
+
 def test_compare_keeps_runs_with_other_settings_apart(tmp_path):
     from wmlab.eval.curves import compare
 

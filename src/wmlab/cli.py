@@ -12,7 +12,7 @@ lists its keys with their defaults and meaning.
     wmlab data verify data/walker
     wmlab train dreamer env=dmc:walker_walk run_dir=runs/walker_dv3
     wmlab train pretrain method=apv data=videos/ run_dir=runs/pre_apv
-    wmlab compare runs/walker_dv3 runs/walker_apv out=curves.png
+    wmlab compare runs/walker_dv3 runs/walker_apv out=curves.png [reference=dmc_vision-dreamerv3.json.gz]
     wmlab generate runs/coinrun_genie method=one_go frames=10 out=gen.mp4
     wmlab play runs/coinrun_genie start=data/coinrun ui=terminal realtime=true
     wmlab quickstart
@@ -53,7 +53,7 @@ def _print(result: Any) -> None:
     if result is None:
         return
     if isinstance(result, (dict, list)):
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
     else:
         print(result)
 
@@ -183,7 +183,8 @@ def cmd_compare(args: list[str]) -> Any:
 
     positional, kv = _split(args)
     if not positional:
-        raise ConfigError("usage: wmlab compare <run_dir> [<run_dir> ...] [out=curves.png] [key=eval/return_mean]")
+        raise ConfigError("usage: wmlab compare <run_dir> [<run_dir> ...] [out=curves.png] [key=eval/return_mean] "
+                          "[reference=<published scores .json(.gz)>] [reference_gap=<env steps>]")
     return compare(positional, kv.pop("out", "curves.png"), **kv)
 
 

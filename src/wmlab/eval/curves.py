@@ -9,12 +9,26 @@ setting's curve is the mean over its runs at the env steps they all evaluated, w
 setting is labelled ``env · method · preset`` plus the settings that tell it apart from the others with
 that label (``actor.grad=dynamics``). Writes the plot, ``<out>.csv`` (every point) and returns a table of
 final scores.
+
+A published curve can be drawn beside them with ``reference=<scores file>``: a JSON list (optionally gzipped)
+of ``{"task", "method", "seed", "xs", "ys"}`` records, the layout of the score files released with DreamerV3
+(``scores/dmc_vision-dreamerv3.json.gz``). A record belongs to a run's env when the names agree up to case and
+punctuation (``dmc_walker_stand`` is ``dmc:walker_stand``). Evaluation episodes logged a few steps apart
+(8002, 8004, … 8016) form one evaluation round: points closer than ``reference_gap`` env steps, by default a
+hundredth of the widest gap between the task's points, are pooled; each record's mean over a round is one seed's
+score there, and the band is ±1 std over the seeds that reached the round (a round fewer than half the records
+reached, one seed's off-schedule evaluation, is left out). Only rounds up to the first one past the runs' last step are
+drawn, so a 20k-step run is not squashed under a 1M-step published curve.
+
+    wmlab compare runs/ws_* reference=dmc_vision-dreamerv3.json.gz out=results/walker_stand.png
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,9 +119,74 @@ def group_runs(runs: Sequence[str | Path]) -> dict[str, list[Path]]:
     return groups
 
 
+def _task_key(name: str) -> str:
+    """``dmc:walker_stand``, ``dmc_walker_stand`` and ``DMC-Walker-Stand`` all give ``dmc_walker_stand``."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def read_reference(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a published scores file (JSON list, ``.gz`` allowed) with ``task``, ``xs`` and ``ys``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reference scores file {path} is missing; pass the path of a scores .json or "
+                                ".json.gz file (e.g. DreamerV3's scores/dmc_vision-dreamerv3.json.gz)")
+    try:
+        with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as f:
+            records = json.load(f)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"reference scores file {path} is not readable JSON ({e})") from None
+    if not isinstance(records, list) or not all(
+            isinstance(r, dict) and {"task", "xs", "ys"} <= r.keys() and len(r["xs"]) == len(r["ys"])
+            for r in records):
+        raise ValueError(f"reference scores file {path} is not a list of {{task, method, seed, xs, ys}} records "
+                         "with as many xs as ys")
+    return records
+
+
+def reference_curves(records: Sequence[dict[str, Any]], env: str, gap: float | None = None
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``{method: (env_steps, mean, std, seeds)}`` of the records of ``env``, pooled per evaluation round.
+
+    Sorted points closer than ``gap`` env steps are one round (default: a hundredth of the widest gap between
+    the task's points); a record's mean over a round is one seed's score, and mean/std run over the records
+    that reached the round (``seeds``, per round). Rounds fewer than half the records reached are left out.
+    """
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if _task_key(str(r["task"])) == _task_key(env) and len(r["xs"]):
+            by_method.setdefault(str(r.get("method", "reference")), []).append(r)
+    curves = {}
+    for method, recs in by_method.items():
+        xs = np.unique(np.concatenate([np.asarray(r["xs"], float) for r in recs]))
+        gaps = np.diff(xs)
+        limit = gap if gap is not None else (gaps.max() / 100 if len(gaps) else 0.0)
+        round_of_x = np.concatenate([[0], np.cumsum(gaps > limit)])
+        rounds = int(round_of_x[-1]) + 1
+        per_seed = np.full((len(recs), rounds), np.nan)
+        for i, r in enumerate(recs):
+            idx = round_of_x[np.searchsorted(xs, np.asarray(r["xs"], float))]
+            ys = np.asarray(r["ys"], float)
+            for k in np.unique(idx):
+                per_seed[i, k] = ys[idx == k].mean()
+        steps = np.asarray([xs[round_of_x == k].mean() for k in range(rounds)])
+        seeds = (~np.isnan(per_seed)).sum(0)
+        # A round that fewer than half the records reached is one seed's off-schedule evaluation (or the tail
+        # of the longest seeds): left out rather than drawn as a spike of one run.
+        keep = seeds * 2 >= len(recs)
+        mean = np.nanmean(per_seed[:, keep], 0)
+        std = np.nanstd(per_seed[:, keep], 0)
+        curves[method] = (np.round(steps[keep]).astype(int), mean, std, seeds[keep])
+    return curves
+
+
 def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return_mean",
-            title: str | None = None) -> dict[str, Any]:
-    """Plot the grouped curves of ``runs`` into ``out`` (png/svg/pdf); returns final mean ± std per group."""
+            title: str | None = None, reference: str | Path | None = None,
+            reference_gap: float | None = None) -> dict[str, Any]:
+    """Plot the grouped curves of ``runs`` into ``out`` (png/svg/pdf); returns final mean ± std per group.
+
+    ``reference=`` adds the published curves of the runs' envs from a scores file (see the module doc); the
+    result then also holds, per reference curve, its round nearest to the last step the runs of its env reached.
+    """
     if not runs:
         raise ValueError("compare needs at least one run folder")
     # `wmlab compare runs/*` also meets pretraining and world-model runs, which have no episode scores.
@@ -125,10 +204,31 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
             if len(steps) == 0:
                 raise ValueError(f"{run} logged no {key!r} with env_step yet; evaluate it first (eval.every=)")
             groups.setdefault(label, []).append((steps, values))
+    refs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    if reference is not None:
+        records = read_reference(reference)
+        last: dict[str, int] = {}
+        for label, members in group_runs(runs).items():
+            env = str(run_setting(members[0])["env"])
+            last[env] = max([last.get(env, 0), *(int(s.max()) for s, _ in groups[label])])
+        for env, end in last.items():
+            found = reference_curves(records, env, reference_gap)
+            if not found:
+                tasks = sorted({str(r["task"]) for r in records})
+                raise ValueError(f"reference scores file {reference} has no task named like {env}; it has "
+                                 f"{', '.join(tasks[:12])}{' …' if len(tasks) > 12 else ''}")
+            for method, (steps, mean, std, n) in found.items():
+                keep = np.arange(len(steps)) <= np.searchsorted(steps, end)  # up to the first round past the runs
+                refs[f"{env} · {method} (reference)"] = (steps[keep], mean[keep], std[keep], n)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
-    table, rows = {}, []
+    table, rows, ref_table = {}, [], {}
+    for label, (grid, mean, std, n) in sorted(refs.items()):
+        ax.plot(grid, mean, linestyle="--", color="0.35", label=f"{label} (n={int(n.max())})")
+        ax.fill_between(grid, mean - std, mean + std, color="0.35", alpha=0.12)
+        for x, m, s, k in zip(grid, mean, std, n):
+            rows.append({"group": label, "env_step": int(x), "mean": float(m), "std": float(s), "runs": int(k)})
     for label, curves in sorted(groups.items()):
         common = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
         grid = np.asarray(common)
@@ -141,6 +241,12 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
             rows.append({"group": label, "env_step": int(x), "mean": float(m), "std": float(s), "runs": len(curves)})
         table[label] = {"env_steps": int(grid[-1]), "mean": float(mean[-1]), "std": float(std[-1]),
                         "runs": len(curves)}
+    for label, (grid, mean, std, n) in sorted(refs.items()):
+        env = label.split(" · ")[0]
+        end = max(v["env_steps"] for k, v in table.items() if k.split(" · ")[0] == env)
+        i = int(np.argmin(np.abs(grid - end)))
+        ref_table[label] = {"env_steps": int(grid[i]), "mean": float(mean[i]), "std": float(std[i]),
+                            "runs": int(n[i])}
     ax.set_xlabel("env steps")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
@@ -154,4 +260,7 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
         writer = csv.DictWriter(f, fieldnames=["group", "env_step", "mean", "std", "runs"])
         writer.writeheader()
         writer.writerows(rows)
-    return {"plot": str(out), "points": str(out.with_suffix(".csv")), "final": table}
+    result = {"plot": str(out), "points": str(out.with_suffix(".csv")), "final": table}
+    if refs:
+        result["reference"] = ref_table
+    return result
