@@ -360,7 +360,7 @@ def test_online_run_then_resume_equals_an_uninterrupted_run(tmp_path, one_thread
     assert any(v.startswith("eval_policy") for v in videos) and any(v.startswith("eval_open_loop") for v in videos)
 
 
-def test_offline_imagined_and_eval_table(tmp_path, one_thread):
+def test_offline_imagined_and_eval_table(tmp_path, one_thread, capsys):
     data = tmp_path / "store"
     api.collect(env="dmc:cartpole_balance", out=str(data), episodes=2, max_steps=20, size=(16, 16), workers=1,
                 progress=False)
@@ -397,6 +397,40 @@ def test_offline_imagined_and_eval_table(tmp_path, one_thread):
     with pytest.raises(ValueError, match="other.csv has the columns name,score"):
         api.evaluate(str(offline), episodes=1, table=str(other))
     assert other.read_text() == "name,score\na,1\n"
+
+    # Several runs: each evaluated alike, then pooled per setting over seeds (the imagined-start run is another
+    # setting); `wmlab eval a b ...` does the same.
+    seed1 = tmp_path / "runs" / "offline_s1"
+    api.train("dreamer", preset="debug", run_dir=str(seed1), data=str(data), online=False,
+              **{"trainer.steps": 4, "trainer.ckpt_every": 4, "trainer.seed": 1})
+    both = api.evaluate([str(offline), str(seed1), str(imagined)], episodes=2, videos=0)
+    each = {r["run"]: r for r in both["runs"]}
+    assert list(each) == [str(offline), str(seed1), str(imagined)]
+    assert all(r["episodes"] == 2 for r in each.values())
+    (label, pooled), (other_label, alone) = sorted(both["over seeds"].items(), key=lambda kv: -kv[1]["runs"])
+    means = [each[str(offline)]["return_mean"], each[str(seed1)]["return_mean"]]
+    assert pooled["runs"] == 2 and pooled["episodes"] == 4 and pooled["checkpoint steps"] == [4, 4]
+    assert pooled["return_mean"] == pytest.approx(np.mean(means))
+    assert pooled["return_std"] == pytest.approx(np.std(means))
+    assert pooled["return_std_episodes"] == pytest.approx(
+        np.std(each[str(offline)]["returns"] + each[str(seed1)]["returns"]))
+    assert "start=imagined" in other_label and alone["runs"] == 1 and alone["return_std"] == 0.0
+    genie_like = _fake_genie_run(tmp_path / "genie_like")
+    with pytest.raises(ConfigError, match=r"one job at a time; given .*offline \(dreamer\), .*genie_like \(genie\)"):
+        api.evaluate([str(offline), str(genie_like)], episodes=1)
+    from wmlab.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", str(offline), str(seed1), "episodes=1", "videos=0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in printed["runs"]] == [str(offline), str(seed1)]
+    assert [v["runs"] for v in printed["over seeds"].values()] == [2]
+
+
+def _fake_genie_run(folder):
+    folder.mkdir()
+    (folder / "run.json").write_text('{"job": "genie", "preset": "tiny"}')
+    return folder
 
 
 def test_score_normaliser():

@@ -161,10 +161,26 @@ def _checkpoint_marks(run_dir: Path) -> dict[str, str]:
     return {str(p): p.read_text() for p in sorted(run_dir.glob("**/checkpoints/last")) if p.is_file()}
 
 
-def evaluate(run_dir: str, **overrides: Any) -> Any:
-    """Evaluate a trained run folder on its held-out data and write its report."""
+def evaluate(run_dir: str | Sequence[str], **overrides: Any) -> Any:
+    """Evaluate a trained run folder on its held-out data and write its report.
+
+    Several run folders (seeds of a setting, or settings side by side) are each evaluated with the same
+    overrides; where their job pools evaluations (dreamer: mean ± std over seeds per setting), the result is
+    ``{"runs": [each run's result], "over seeds": {setting: pooled}}``.
+    """
     from wmlab import jobs
 
+    if not isinstance(run_dir, (str, Path)):
+        runs = [str(r) for r in run_dir]
+        if not runs:
+            raise ConfigError("evaluate needs at least one run folder")
+        kinds = {r: run_info(Path(r))["job"] for r in runs}
+        if len(set(kinds.values())) > 1:
+            raise ConfigError("evaluate several runs of one job at a time; given "
+                              + ", ".join(f"{r} ({j})" for r, j in kinds.items()))
+        results = [evaluate(r, **overrides) for r in runs]
+        pool = jobs.get(next(iter(kinds.values()))).pool
+        return {"runs": results, **({"over seeds": pool(results)} if pool is not None else {})}
     run = Path(run_dir)
     info = run_info(run)
     job = jobs.get(info["job"])

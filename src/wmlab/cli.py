@@ -94,13 +94,18 @@ def cmd_eval(args: list[str]) -> Any:
             job = jobs.get(api.run_info(Path(positional[0]))["job"])
             _print_keys(job.config_cls().eval, f"wmlab eval {positional[0]} key=value ...")
             return None
-        print("wmlab eval <run_dir> key=value ...  (the keys override the run's eval settings)")
+        print("wmlab eval <run_dir> [<run_dir> ...] key=value ...  (the keys override the runs' eval settings; "
+              "several dreamer runs are pooled per setting: mean ± std over seeds)")
         for name in jobs.names():
             job = jobs.get(name)
             if job.evaluate is not None:
                 _print_keys(job.config_cls().eval, f"\n{name} runs:")
         return None
-    run_dir = _run_dir(positional, kv, "usage: wmlab eval <run_dir> [key=value ...]")
+    if len(positional) > 1:  # several runs: each evaluated, then pooled over seeds
+        if "run_dir" in kv:
+            raise ConfigError(f"give the run folders as arguments or one run_dir={kv['run_dir']}, not both")
+        return api.evaluate(positional, **kv)
+    run_dir = _run_dir(positional, kv, "usage: wmlab eval <run_dir> [<run_dir> ...] [key=value ...]")
     return api.evaluate(run_dir, **kv)
 
 

@@ -30,6 +30,8 @@ class Job:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # ``method=<name>`` settings, applied over the preset and under the command line's own settings.
     methods: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Pools the evaluations of several runs (seeds of a setting) into one summary per setting.
+    pool: Callable[[list[dict[str, Any]]], Any] | None = None
 
 
 _MODULES = {

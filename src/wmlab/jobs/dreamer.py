@@ -504,6 +504,32 @@ def evaluate(cfg: DreamerJobConfig, env: str | None = None, **overrides: Any) ->
     return out
 
 
+def pool_evaluations(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Evaluations of several runs pooled per setting (runs whose configs differ only in seeds and bookkeeping,
+    as ``wmlab compare`` groups them): the mean over runs of each run's mean return, the std over runs (seeds)
+    and the std over all their episodes; success rate and normalised score the same way where every run has one.
+    """
+    from wmlab.eval.curves import group_runs
+
+    by_run = {str(Path(r["run"])): r for r in results}
+    pooled = {}
+    for label, runs in group_runs(list(by_run)).items():
+        rs = [by_run[str(run)] for run in runs]
+        means = np.array([r["return_mean"] for r in rs])
+        row: dict[str, Any] = {
+            "runs": len(rs), "episodes": int(sum(r["episodes"] for r in rs)),
+            "checkpoint steps": [r["checkpoint step"] for r in rs],
+            "return_mean": float(means.mean()), "return_std": float(means.std()),
+            "return_std_episodes": float(np.std(np.concatenate([r["returns"] for r in rs])))}
+        for key in ("success", "normalized"):
+            values = [r.get(key) for r in rs]
+            if all(v is not None for v in values):
+                row[key] = float(np.mean(values))
+                row[f"{key}_std"] = float(np.std(values))
+        pooled[label] = row
+    return pooled
+
+
 def _append_row(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
@@ -552,4 +578,4 @@ def _methods() -> dict[str, Any]:
     return {"none": {}, **phase("finetune")}
 
 
-JOB = Job("dreamer", DreamerJobConfig, run, evaluate, PRESETS, _methods())
+JOB = Job("dreamer", DreamerJobConfig, run, evaluate, PRESETS, _methods(), pool=pool_evaluations)
