@@ -33,14 +33,11 @@ from wmlab.models.codecs import CODECS, CNNCodec, FrameCodec
 from wmlab.models.config import WorldModelConfig
 from wmlab.nn.blocks import (
     LN_EPS,
-    ChannelNorm,
     ConvDecoder,
     ConvEncoder,
-    GemmGradConv2d,
     LayerNorm,
-    _same_pad,
-    activation,
     compute_dtype,
+    down_stage,
     conv_stages,
     init_hidden_,
     stage_channels,
@@ -67,15 +64,7 @@ class ContextEncoder(nn.Module):
         stages: list[nn.Module] = []
         h, w, c_in = height, width, channels
         for (h_out, w_out), c_out in zip(sizes, widths):
-            (top, bottom), (left, right) = _same_pad(h, kernel), _same_pad(w, kernel)
-            layers: list[nn.Module] = []
-            if top == bottom and left == right:
-                conv = GemmGradConv2d(c_in, c_out, kernel, 2, padding=(top, left), bias=not norm)
-            else:  # odd sizes need asymmetric padding
-                layers.append(nn.ZeroPad2d((left, right, top, bottom)))
-                conv = GemmGradConv2d(c_in, c_out, kernel, 2, bias=not norm)
-            layers += [conv] + ([ChannelNorm(c_out)] if norm else []) + [activation(act)]
-            stages.append(nn.Sequential(*layers))
+            stages.append(nn.Sequential(*down_stage(c_in, c_out, h, w, kernel, norm, act)))
             h, w, c_in = h_out, w_out, c_out
         self.stages = nn.ModuleList(stages)
         init_hidden_(self)

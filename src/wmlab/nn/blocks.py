@@ -251,6 +251,21 @@ def _same_pad(size: int, kernel: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def down_stage(c_in: int, c_out: int, h: int, w: int, kernel: int, norm: bool, act: str) -> list[nn.Module]:
+    """One stride-2 "same" conv stage of an ``h × w`` map: [pad,] conv, [ChannelNorm,] activation.
+
+    Even sizes pad symmetrically inside the conv; odd ones need an asymmetric ``ZeroPad2d`` before it.
+    """
+    (top, bottom), (left, right) = _same_pad(h, kernel), _same_pad(w, kernel)
+    layers: list[nn.Module] = []
+    if top == bottom and left == right:
+        conv = GemmGradConv2d(c_in, c_out, kernel, 2, padding=(top, left), bias=not norm)
+    else:
+        layers.append(nn.ZeroPad2d((left, right, top, bottom)))
+        conv = GemmGradConv2d(c_in, c_out, kernel, 2, bias=not norm)
+    return layers + [conv] + ([ChannelNorm(c_out)] if norm else []) + [activation(act)]
+
+
 class ConvEncoder(nn.Module):
     """Stride-2 convolutions down to ``min_res``, flattened: uint8-range images → ``[N, E]``.
 
@@ -266,13 +281,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         h, w, c_in = height, width, channels
         for (h_out, w_out), c_out in zip(sizes, widths):
-            (top, bottom), (left, right) = _same_pad(h, kernel), _same_pad(w, kernel)
-            if top == bottom and left == right:
-                conv = GemmGradConv2d(c_in, c_out, kernel, 2, padding=(top, left), bias=not norm)
-            else:  # odd sizes need asymmetric padding
-                layers.append(nn.ZeroPad2d((left, right, top, bottom)))
-                conv = GemmGradConv2d(c_in, c_out, kernel, 2, bias=not norm)
-            layers += [conv] + ([ChannelNorm(c_out)] if norm else []) + [activation(act)]
+            layers += down_stage(c_in, c_out, h, w, kernel, norm, act)
             h, w, c_in = h_out, w_out, c_out
         self.layers = nn.Sequential(*layers)
         init_hidden_(self)
