@@ -201,6 +201,40 @@ def test_step_linear_matches_autograd_and_gemm_conv_gradients():
                                         fast_mode=True)
 
 
+def test_step_linear_frees_each_pass_graph():
+    """The tape must not keep a pass's graph alive: a Dreamer run leaked its RSSM graph every update."""
+    import gc
+    import weakref
+
+    from wmlab.nn.tape import StepLinear
+
+    layer = torch.nn.Linear(4, 4)
+    xs = torch.randn(6, 3, 4, requires_grad=True)
+
+    def one_pass(backward: bool, retain: bool = False):
+        # A recurrence: each step's input is the state the previous step's taped matmul made, as in the RSSM.
+        lin = StepLinear(layer, xs[0])
+        h = torch.zeros(3, 4)
+        states = []
+        for x in xs:
+            h = torch.tanh(lin(h) + x)
+            states.append(weakref.ref(h))
+        if backward:
+            h.sum().backward(retain_graph=retain)
+            if retain:  # a second backward through the kept graph gives the same weight gradient again
+                first = layer.weight.grad.clone()
+                h.sum().backward()
+                torch.testing.assert_close(layer.weight.grad, 2 * first)
+        return states
+
+    for backward, retain in ((True, False), (False, False), (True, True)):
+        states = one_pass(backward, retain)
+        gc.collect()
+        kept = sum(ref() is not None for ref in states)
+        assert kept == 0, f"a StepLinear pass (backward={backward}, retain_graph={retain}) kept {kept} states"
+        layer.zero_grad()
+
+
 def test_mse_sum_matches_autograd_reference():
     from wmlab.nn import mse_sum
 

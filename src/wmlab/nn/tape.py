@@ -21,13 +21,18 @@ from wmlab.nn.blocks import compute_dtype
 
 
 class _Tape:
-    """Per-step inputs (forward) and output gradients (backward) of one weight."""
+    """Per-step ``(input, output gradient)`` pairs of one weight, filled while the steps are differentiated.
 
-    __slots__ = ("inputs", "grads")
+    The tape holds tensors only between a step's backward and the weight's: the autograd nodes hold the tape
+    (``ctx.tape``), so a tape holding the steps' inputs from the forward on would keep every pass's graph
+    alive through a cycle Python's collector cannot see (a Dreamer run grew by tens of MB per update).
+    The inputs are saved for backward the usual way instead, and freed with the graph.
+    """
+
+    __slots__ = ("pairs",)
 
     def __init__(self) -> None:
-        self.inputs: list[Tensor] = []
-        self.grads: list[Tensor | None] = []
+        self.pairs: list[tuple[Tensor, Tensor] | None] = []
 
 
 class _TapedWeight(torch.autograd.Function):
@@ -42,8 +47,8 @@ class _TapedWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, _unused: Tensor | None) -> tuple[Tensor | None, None]:
         tape: _Tape = ctx.tape
-        pairs = [(x, g) for x, g in zip(tape.inputs, tape.grads) if g is not None]
-        tape.grads = [None] * len(tape.inputs)  # ready for another backward (retain_graph=True)
+        pairs = [p for p in tape.pairs if p is not None]
+        tape.pairs = [None] * len(tape.pairs)  # emptied: ready for another backward (retain_graph=True)
         if not pairs:
             return None, None
         inputs = torch.cat([x for x, _ in pairs])  # [B·T, in]
@@ -56,16 +61,15 @@ class _TapedMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, tape: _Tape) -> Tensor:
-        ctx.tape, ctx.index = tape, len(tape.inputs)
-        tape.inputs.append(x)
-        tape.grads.append(None)
-        ctx.save_for_backward(weight)
+        ctx.tape, ctx.index = tape, len(tape.pairs)
+        tape.pairs.append(None)
+        ctx.save_for_backward(x, weight)
         return x @ weight.t()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
-        (weight,) = ctx.saved_tensors
-        ctx.tape.grads[ctx.index] = grad
+        x, weight = ctx.saved_tensors
+        ctx.tape.pairs[ctx.index] = (x, grad)
         return (grad @ weight if ctx.needs_input_grad[0] else None), None, None
 
 
