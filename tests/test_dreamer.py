@@ -462,11 +462,21 @@ def test_compare_plots_mean_over_seeds(tmp_path):
     out = compare([tmp_path / "s0", tmp_path / "s1"], tmp_path / "curves.png")
     final = out["final"]["dmc:walker_walk · scratch · small"]
     assert final == {"env_steps": 3000, "mean": 31.0, "std": 1.0, "runs": 2}
+    # The random policy's return is drawn where the runs play episodes as it was measured (action repeat 2).
+    random_ref = wmlab.eval.scores.REFERENCE["dmc:walker_walk"]
+    assert out["random"] == {"dmc:walker_walk": {"mean": random_ref["random"], "std": random_ref["random_std"],
+                                                 "episodes": random_ref["episodes"]}}
     assert (tmp_path / "curves.png").stat().st_size > 1000
     with open(tmp_path / "curves.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
     with pytest.raises(ValueError, match="no 'eval/success'"):
         compare([tmp_path / "s0"], tmp_path / "x.png", key="eval/success")
+    repeat4 = tmp_path / "repeat4"
+    repeat4.mkdir()
+    (repeat4 / "config.yaml").write_text("env: dmc:walker_walk\nmethod: none\naction_repeat: 4\n")
+    (repeat4 / "run.json").write_text('{"job": "dreamer", "preset": "small"}')
+    (repeat4 / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    assert "random" not in compare([repeat4], tmp_path / "r4.png")
     # `wmlab compare runs/*` also meets pretraining runs: they are skipped with a warning.
     pre = tmp_path / "pre_apv"
     pre.mkdir()

@@ -18,7 +18,8 @@ punctuation (``dmc_walker_stand`` is ``dmc:walker_stand``). Evaluation episodes 
 hundredth of the widest gap between the task's points, are pooled; each record's mean over a round is one seed's
 score there, and the band is ±1 std over the seeds that reached the round (a round fewer than half the records
 reached, one seed's off-schedule evaluation, is left out). Only rounds up to the first one past the runs' last step are
-drawn, so a 20k-step run is not squashed under a 1M-step published curve.
+drawn, so a 20k-step run is not squashed under a 1M-step published curve. Return curves also get the random
+policy's return (:mod:`wmlab.eval.scores`) as a dotted line where the runs play episodes as it was measured.
 
     wmlab compare runs/ws_* reference=dmc_vision-dreamerv3.json.gz out=results/walker_stand.png
 """
@@ -224,6 +225,10 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     table, rows, ref_table = {}, [], {}
+    randoms = _random_baselines(runs) if key == "eval/return_mean" else {}
+    for env, r in sorted(randoms.items()):
+        ax.axhline(r["mean"], linestyle=":", color="0.5", linewidth=1,
+                   label=f"{env} · random policy ({r['mean']:.0f})")
     for label, (grid, mean, std, n) in sorted(refs.items()):
         ax.plot(grid, mean, linestyle="--", color="0.35", label=f"{label} (n={int(n.max())})")
         ax.fill_between(grid, mean - std, mean + std, color="0.35", alpha=0.12)
@@ -263,4 +268,22 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     result = {"plot": str(out), "points": str(out.with_suffix(".csv")), "final": table}
     if refs:
         result["reference"] = ref_table
+    if randoms:
+        result["random"] = randoms
     return result
+
+
+def _random_baselines(runs: Sequence[str | Path]) -> dict[str, dict[str, float]]:
+    """Per env of ``runs``, the random policy's return (``wmlab.eval.scores.REFERENCE``) where every run of that
+    env plays its episodes as the reference was measured (action repeat, episode length)."""
+    from wmlab.eval.scores import MEASURED, REFERENCE
+
+    played: dict[str, bool] = {}
+    for run in runs:
+        s = run_setting(run)
+        env = str(s["env"])
+        same = all(s.get(k, v) == v for k, v in MEASURED.items())
+        played[env] = played.get(env, True) and same
+    return {env: {"mean": REFERENCE[env]["random"], "std": REFERENCE[env].get("random_std", 0.0),
+                  "episodes": REFERENCE[env].get("episodes", 0)}
+            for env, ok in played.items() if ok and "random" in REFERENCE.get(env, {})}
