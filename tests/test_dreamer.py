@@ -168,6 +168,28 @@ def test_dynamics_entropy_bonus_reads_detached_features(one_thread):
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("grad", ["reinforce", "dynamics"])
+def test_updates_leave_no_tensors_behind(one_thread, grad):
+    """Repeated full updates keep the number of live tensors fixed: nothing of a pass outlives it."""
+    import gc
+
+    agent = agent_for(SPEC, **{"behavior.actor.grad": grad})
+    opt = torch.optim.AdamW(agent.parameters(), lr=1e-4)
+    batch = batch_for(SPEC)
+
+    def update():
+        with torch.autocast("cpu", torch.bfloat16):
+            loss, _ = agent.loss(batch)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+    counts = [update() for _ in range(4)]  # the first creates optimizer state and gradients
+    assert counts[1] == counts[2] == counts[3], counts
+
+
 def test_world_model_loss_sends_no_gradient_into_actor_or_critic(one_thread):
     agent = agent_for(SPEC, **{"explore": "plan2explore"})
     agent.wm.loss(batch_for(SPEC))[0].backward()
