@@ -198,8 +198,9 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
                       stacklevel=2)
     if not runs:
         raise ValueError(f"compare found no dreamer run folder among {', '.join(skipped)}")
+    settings = group_runs(runs)
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for label, members in group_runs(runs).items():
+    for label, members in settings.items():
         for run in members:
             steps, values = read_curve(run, key)
             if len(steps) == 0:
@@ -209,7 +210,7 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     if reference is not None:
         records = read_reference(reference)
         last: dict[str, int] = {}
-        for label, members in group_runs(runs).items():
+        for label, members in settings.items():
             env = str(run_setting(members[0])["env"])
             last[env] = max([last.get(env, 0), *(int(s.max()) for s, _ in groups[label])])
         for env, end in last.items():
