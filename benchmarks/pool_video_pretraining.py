@@ -10,7 +10,8 @@ each evaluation step:
         --earlier benchmarks/results/video_pretraining_runs_earlier.csv --out benchmarks/results/video_pretraining_pooled
 
 Writes ``<out>.md`` (the table), ``<out>_success.png`` (curves with ±std bands) and ``<out>_runs.csv`` (every
-run's rows, the input of a later pooling). A run found twice (same run name) is an error, not a silent pick.
+run's rows, the input of a later pooling). A run found twice (same run name) is an error, not a silent pick, and
+so are runs of several tasks (the ``<task>`` of a run named ``<task>_<method>_s<seed>``): pool one task at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ FIELDS = ["run", "method", "seed", "env_step", "success", "return", "machine"]
 ORDER = ["scratch", "apv", "prelar", "contextwm"]  # table order; other methods follow by name
 
 
+RUN_NAME = re.compile(r"(?P<task>.+)_(?P<method>[^_]+)_s(?P<seed>\d+)")
+
+
 def _float(text: str) -> float:
     return float("nan") if text in ("", None) else float(text)
 
@@ -38,7 +42,7 @@ def rows_from_result(path: Path) -> list[dict]:
                          "give its runs as an --earlier csv instead")
     rows = []
     for name, curves in result["runs"].items():
-        match = re.fullmatch(r".+_(?P<method>[^_]+)_s(?P<seed>\d+)", name)
+        match = RUN_NAME.fullmatch(name)
         if match is None:
             raise SystemExit(f"{path}: run {name!r} is not named <task>_<method>_s<seed>")
         success, ret = curves["eval/success"], curves["eval/return_mean"]
@@ -56,8 +60,16 @@ def rows_from_csv(path: Path) -> list[dict]:
         missing = set(FIELDS) - set(reader.fieldnames or [])
         if missing:
             raise SystemExit(f"{path} lacks the column(s) {', '.join(sorted(missing))}; it needs {','.join(FIELDS)}")
-        return [{**r, "seed": int(r["seed"]), "env_step": int(r["env_step"]), "success": _float(r["success"]),
+        rows = [{**r, "seed": int(r["seed"]), "env_step": int(r["env_step"]), "success": _float(r["success"]),
                  "return": _float(r["return"])} for r in reader]
+    for row in rows:
+        if RUN_NAME.fullmatch(row["run"]) is None:
+            raise SystemExit(f"{path}: run {row['run']!r} is not named <task>_<method>_s<seed>")
+    return rows
+
+
+def task_of(run: str) -> str:
+    return RUN_NAME.fullmatch(run)["task"]
 
 
 def pool(rows: list[dict]) -> dict[str, dict]:
@@ -94,10 +106,19 @@ def main() -> None:
     p.add_argument("--earlier", nargs="*", type=Path, default=[], help="csv files of runs recorded earlier")
     p.add_argument("--out", type=Path, required=True, help="stem of the pooled files")
     args = p.parse_args()
-    rows = [r for path in args.earlier for r in rows_from_csv(path)]
-    rows += [r for path in args.results for r in rows_from_result(path)]
+    sources = {path: rows_from_csv(path) for path in args.earlier}
+    sources.update({path: rows_from_result(path) for path in args.results})
+    rows = [r for found in sources.values() for r in found]
     if not rows:
         raise SystemExit("nothing to pool: give result jsons and/or --earlier csv files")
+    tasks: dict[str, set[str]] = {}
+    for path, found in sources.items():
+        for row in found:
+            tasks.setdefault(task_of(row["run"]), set()).add(path.name)
+    if len(tasks) > 1:
+        raise SystemExit("runs of several tasks (" + "; ".join(f"{t}: {', '.join(sorted(files))}" for t, files
+                         in sorted(tasks.items())) + "): pool one task at a time")
+    task = next(iter(tasks))
     seen: dict[tuple[str, int], int] = {}
     for row in rows:
         seen[(row["run"], row["env_step"])] = seen.get((row["run"], row["env_step"]), 0) + 1
@@ -113,7 +134,7 @@ def main() -> None:
         for row in sorted(rows, key=lambda r: (r["method"], r["seed"], r["env_step"])):
             writer.writerow({**row, "return": "" if math.isnan(row["return"]) else f"{row['return']:.3f}"})
 
-    lines = ["| method | seeds | success at " + " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
+    lines = [f"metaworld:{task}", "", "| method | seeds | success at " + " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
              + " env steps (mean ± std) | final return (mean ± std) | machines |", "|---|---|---|---:|---|"]
     machines = sorted({name for m in pooled.values() for name in m["machines"]})  # numbered, named below
     for method, m in pooled.items():
@@ -138,6 +159,7 @@ def main() -> None:
         hi = [a + b for a, b in zip(m["mean"], m["std"])]
         ax.plot(m["steps"], m["mean"], marker="o", label=f"{method} (n={len(m['seeds'])})")
         ax.fill_between(m["steps"], lo, hi, alpha=0.15)
+    ax.set_title(f"metaworld:{task}: video pretraining vs scratch", fontsize=10)
     ax.set_xlabel("env steps of fine-tuning")
     ax.set_ylabel("success rate (10 episodes)")
     ax.grid(alpha=0.3)

@@ -304,6 +304,11 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     earlier.write_text("run,method,seed,env_step,success,return,machine\nreach_apv_s0,apv,0,60,0.5,,elsewhere\n")
     done = subprocess.run([*pool, "--earlier", str(earlier)], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "reach_apv_s0 appear in more than one input" in done.stderr
+    earlier.write_text("run,method,seed,env_step,success,return,machine\n"
+                       "drawer-open_apv_s0,apv,0,60,0.5,,elsewhere\n")  # another task: never pooled with reach
+    done = subprocess.run([*pool, "--earlier", str(earlier)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "runs of several tasks (drawer-open: earlier.csv; reach: " in done.stderr
+    assert table[0] == "metaworld:reach"
     init = json.loads((tmp_path / "work" / "reach_apv_s0" / "init.json").read_text())
     assert init["loaded"] > 0 and not init["mismatched"]
     assert not (tmp_path / "work" / "reach_scratch_s0" / "init.json").exists()
