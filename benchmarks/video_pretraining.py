@@ -19,6 +19,7 @@ The time spent on each step accumulates across re-runs in ``<work>/timings.json`
     python benchmarks/video_pretraining.py --methods apv,prelar --seeds 0,1,2
     python benchmarks/video_pretraining.py --quick               # tiny sizes: proves the pipeline runs
     python benchmarks/video_pretraining.py --methods prelar --no-scratch --name video_pretraining_prelar
+    python benchmarks/video_pretraining.py --methods apv --no-scratch --set agent.intrinsic=none --tag nobonus
 
 Writes ``benchmarks/results/video_pretraining.{md,json}`` and the success/return plots beside them
 (``--quick``: ``video_pretraining_quick.*``).
@@ -89,8 +90,19 @@ def main() -> None:
     p.add_argument("--no-scratch", action="store_true",
                    help="skip DreamerV2 from scratch (to add a method to a comparison that already has it)")
     p.add_argument("--name", default=None, help="stem of the result files (default video_pretraining[_quick])")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="extra setting of the pretrained methods' fine-tuning runs (repeatable), e.g. "
+                        "agent.intrinsic_scale=0.2; needs --tag")
+    p.add_argument("--tag", default="", help="names the --set variant: its runs are <task>_<method>-<tag>_s<seed>")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
     args = p.parse_args()
+    if args.settings and not args.tag:
+        p.error("--set changes the fine-tuning runs: give --tag too, so they are not taken for the plain method's")
+    bad = [kv for kv in args.settings if "=" not in kv]
+    if bad:
+        p.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    if "_" in args.tag:
+        p.error(f"--tag {args.tag!r}: no '_' (run names are <task>_<method>-<tag>_s<seed>)")
     wm, beh = CPU_WORLD_MODEL, CPU_BEHAVIOR
     if args.quick:
         wm, beh = QUICK_WORLD_MODEL, QUICK_BEHAVIOR
@@ -126,9 +138,11 @@ def main() -> None:
               "trainer.log_every=50", *shape, *kv("model.", wm), log=logs / f"pretrain_{method}.log")
     for seed in args.seeds.split(","):
         for method in ([] if args.no_scratch else ["none"]) + methods:
-            name = f"{args.task}_{'scratch' if method == 'none' else method}_s{seed}"
+            label = "scratch" if method == "none" else method + (f"-{args.tag}" if args.tag else "")
+            name = f"{args.task}_{label}_s{seed}"
             run = work / name
-            init = [] if method == "none" else [f"method={method}", f"init={work / f'pretrain_{method}'}"]
+            init = [] if method == "none" else [f"method={method}", f"init={work / f'pretrain_{method}'}",
+                                                *args.settings]
             timed(f"{name}_s", "train", "dreamer", f"env=metaworld:{args.task}", *init, f"run_dir={run}",
                   f"env_steps={args.env_steps}", f"prefill={args.prefill}", f"train_ratio={args.train_ratio}",
                   f"time_limit={args.episode_steps}", f"eval.every={args.eval_every}",

@@ -318,7 +318,6 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     timings = json.loads((tmp_path / "work" / "timings.json").read_text())  # kept across re-runs
     assert set(timings) == {"collect_s", "pretrain_apv_s", "reach_scratch_s0_s", "reach_apv_s0_s"}
     assert timings == result["timings_s"] and all(t > 0 for t in timings.values())
-
     # A method added later to the same work folder: collection and the finished runs are not redone, the
     # scratch runs are skipped, and the new steps' timings join the old ones.
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "reach_scratch_s0").rglob("*") if p.is_file()}
@@ -333,3 +332,19 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "reach_scratch_s0").rglob("*")
                       if p.is_file()}
     assert json.loads((tmp_path / "work" / "reach_prelar_s0" / "init.json").read_text())["loaded"] > 0
+    # A variant of a method (--set … --tag …) runs beside it under its own name, reusing videos and pretraining.
+    base = [sys.executable, str(script), "--quick", "--seeds", "0", "--sources", "door-open", "--methods", "apv",
+            "--no-scratch", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results")]
+    done = subprocess.run([*base, "--set", "agent.intrinsic=none"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "give --tag too" in done.stderr
+    done = subprocess.run([*base, "--set", "agent.intrinsic=none", "--tag", "nobonus", "--name", "variant"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert set(json.loads((tmp_path / "results" / "variant.json").read_text())["runs"]) == {"reach_apv-nobonus_s0"}
+    variant = (tmp_path / "work" / "reach_apv-nobonus_s0" / "config.yaml").read_text()
+    assert "intrinsic: none" in variant and "intrinsic: video" in (tmp_path / "work" / "reach_apv_s0" /
+                                                                   "config.yaml").read_text()
+    assert json.loads((tmp_path / "work" / "reach_apv-nobonus_s0" / "init.json").read_text())["loaded"] > 0
+    assert set(json.loads((tmp_path / "work" / "timings.json").read_text())) == set(added["timings_s"]) | {
+        "reach_apv-nobonus_s0_s"}
+
