@@ -134,8 +134,9 @@ def main() -> None:
         for row in sorted(rows, key=lambda r: (r["method"], r["seed"], r["env_step"])):
             writer.writerow({**row, "return": "" if math.isnan(row["return"]) else f"{row['return']:.3f}"})
 
-    lines = [f"metaworld:{task}", "", "| method | seeds | success at " + " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
-             + " env steps (mean ± std) | final return (mean ± std) | machines |", "|---|---|---|---:|---|"]
+    steps = " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
+    lines = [f"metaworld:{task}", "", f"| method | seeds | success at {steps} env steps (mean ± std) | "
+             "final return (mean ± std) | machines |", "|---|---|---|---:|---|"]
     machines = sorted({name for m in pooled.values() for name in m["machines"]})  # numbered, named below
     for method, m in pooled.items():
         cells = " / ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m["mean"], m["std"]))

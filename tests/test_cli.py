@@ -318,6 +318,7 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     timings = json.loads((tmp_path / "work" / "timings.json").read_text())  # kept across re-runs
     assert set(timings) == {"collect_s", "pretrain_apv_s", "reach_scratch_s0_s", "reach_apv_s0_s"}
     assert timings == result["timings_s"] and all(t > 0 for t in timings.values())
+
     # A method added later to the same work folder: collection and the finished runs are not redone, the
     # scratch runs are skipped, and the new steps' timings join the old ones.
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "reach_scratch_s0").rglob("*") if p.is_file()}
