@@ -164,6 +164,26 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert len(list((tmp_path / "npz").glob("*.npz"))) == 3
 
 
+def test_training_jobs_name_an_empty_or_missing_store(tmp_path, capsys):
+    """Every job that reads data= says in one line which store is empty (or that none was given) and how to make one."""
+    from wmlab.data.store import EpisodeStore
+
+    empty = tmp_path / "empty"
+    EpisodeStore(empty, mode="a")
+    header = (empty / "store.json").read_bytes()
+    jobs = {"world_model": ("preset=debug",), "genie": ("preset=tiny",), "pretrain": ("preset=debug",),
+            "dreamer": ("preset=debug", "online=false")}
+    for job, args in jobs.items():
+        code, _, err = run_cli("train", job, *args, f"data={empty}", f"run_dir={tmp_path / job}", capsys=capsys)
+        assert code == 2 and err.count("\n") == 1, (job, err)
+        assert f"store {empty} holds no episodes yet" in err and "wmlab " in err, (job, err)
+        if job != "dreamer":  # dreamer refuses online=false without data= in its config check
+            code, _, err = run_cli("train", job, *args, f"run_dir={tmp_path / (job + '_nodata')}", "data=",
+                                   capsys=capsys)
+            assert code == 2 and "no data given: pass data=" in err and err.count("\n") == 1, (job, err)
+    assert (empty / "store.json").read_bytes() == header and not any((empty / "episodes").iterdir())
+
+
 def test_data_commands(tmp_path, capsys):
     data = moving_square_store(tmp_path / "store", episodes=3)
     code, out, _ = run_cli("data", "info", str(data), capsys=capsys)

@@ -387,3 +387,16 @@ class EpisodeStore:
             with os.scandir(self._episodes_dir / eid) as it:
                 total += sum(e.stat().st_size for e in it if e.is_file())
         return total
+
+
+def open_training_store(path: str | Path, how_to_make: str) -> EpisodeStore:
+    """The store a job reads its ``data=`` from, with one-line errors for a missing ``data=`` or no episodes.
+
+    ``how_to_make`` completes both messages with the command that makes such a store (``wmlab collect ...``).
+    """
+    if not path:
+        raise StoreNotFoundError(f"no data given: pass data=<episode store> ({how_to_make})")
+    store = EpisodeStore(path, mode="r")
+    if store.spec is None:
+        raise StoreError(f"store {store.root} holds no episodes yet ({how_to_make})")
+    return store

@@ -326,7 +326,7 @@ def _init_agent(cfg: DreamerJobConfig, spec: dict[str, Any]) -> Any:
 
 
 def _run_offline(cfg: DreamerJobConfig) -> dict[str, Any]:
-    from wmlab.data.store import EpisodeStore
+    from wmlab.data.store import open_training_store
     from wmlab.train import Trainer
 
     if cfg.start == "imagined":
@@ -334,9 +334,7 @@ def _run_offline(cfg: DreamerJobConfig) -> dict[str, Any]:
         data: Any = ImaginedStarts(cfg.batch_size * cfg.length)
         store = None
     else:
-        store = EpisodeStore(cfg.data, mode="r")
-        if store.spec is None:
-            raise ValueError(f"store {cfg.data} holds no episodes")
+        store = open_training_store(cfg.data, f"record one with `wmlab collect env={cfg.env} out=<store>`")
         spec = store.spec
         data = Replay(store, cfg.batch_size, cfg.length, seed=cfg.trainer.seed)
     _save_spec(cfg, spec)

@@ -82,15 +82,10 @@ class GenieJobConfig:
 
 
 def _store(path: str) -> Any:
-    from wmlab.data.store import EpisodeStore
+    from wmlab.data.store import open_training_store
 
-    if not path:
-        raise FileNotFoundError("no data given: pass data=<episode store> (make one with `wmlab collect "
-                                "env=procgen:coinrun episodes=1000 test_fraction=0.1 out=data/coinrun`)")
-    store = EpisodeStore(path, mode="r")
-    if store.spec is None:
-        raise ValueError(f"store {path} holds no episodes yet")
-    return store
+    return open_training_store(path, "make one with `wmlab collect env=procgen:coinrun episodes=1000 "
+                                     "test_fraction=0.1 out=data/coinrun`")
 
 
 def _model_spec(cfg: GenieJobConfig, store_spec: dict[str, Any]) -> dict[str, Any]:

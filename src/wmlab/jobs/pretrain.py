@@ -40,6 +40,9 @@ def frames_only(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_MAKE_VIDEOS = "import videos with `wmlab data import SRC out=<store>` or record rollouts with `wmlab collect`"
+
+
 def video_store(cfg: PretrainJobConfig) -> str:
     """``data`` itself if it is an episode store, else the store its videos are imported into."""
     from wmlab.data.formats import import_data
@@ -69,15 +72,13 @@ def run(cfg: PretrainJobConfig) -> dict[str, Any]:
     import torch
 
     from wmlab.data.loader import make_loader
-    from wmlab.data.store import EpisodeStore
+    from wmlab.data.store import open_training_store
     from wmlab.models.world_model import WorldModel
     from wmlab.train import Trainer
 
     _methods_check(cfg)
     path = video_store(cfg)
-    store = EpisodeStore(path, mode="r")
-    if store.spec is None:
-        raise ValueError(f"store {path} holds no episodes")
+    store = open_training_store(path, _MAKE_VIDEOS)
     spec = frames_only(store.spec)
     torch.manual_seed(cfg.trainer.seed)
     model = WorldModel(cfg.model, spec)
@@ -114,9 +115,9 @@ class _FrameStore:
 
 def evaluate(cfg: PretrainJobConfig, **overrides: Any) -> dict[str, Any]:
     """Open-loop prediction of the pretrained model on the held-out split (frames only)."""
-    from wmlab.data.store import EpisodeStore
+    from wmlab.data.store import open_training_store
 
-    store = EpisodeStore(video_store(cfg), mode="r")
+    store = open_training_store(video_store(cfg), _MAKE_VIDEOS)
     keys = [k for k in FRAME_KEYS if k in store.spec["keys"]]
     return wmjob.evaluate_store(cfg, _FrameStore(store, keys), frames_only(store.spec), **overrides)
 

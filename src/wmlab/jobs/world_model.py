@@ -57,12 +57,10 @@ LOSS_KEYS = ("train/total", "train/image", "train/reward", "train/cont", "train/
 
 
 def _store(path: str) -> Any:
-    from wmlab.data.store import EpisodeStore
+    from wmlab.data.store import open_training_store
 
-    if not path:
-        raise FileNotFoundError("no data given: pass data=<episode store> (make one with `wmlab collect "
-                                "env=dmc:walker_walk out=data/walker` or `wmlab data import`)")
-    return EpisodeStore(path, mode="r")
+    return open_training_store(path, "make one with `wmlab collect env=dmc:walker_walk out=data/walker` or "
+                                     "`wmlab data import`")
 
 
 def build_model(cfg: WorldModelJobConfig, spec: dict[str, Any]) -> torch.nn.Module:
