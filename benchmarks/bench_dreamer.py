@@ -30,10 +30,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_world_model import (  # noqa: E402
-    add_modes_argument,
-    apply_memory,
+    add_run_arguments,
     device_name,
-    selected_modes,
+    parse_run_arguments,
     synthetic_batch,
     sync,
 )
@@ -111,18 +110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--presets", default="small,paper")
-    add_modes_argument(parser)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd steps")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--out", default=None,
-                        help="JSON path (default benchmarks/results/dreamer[_quick].json; the .md beside it)")
-    args = parser.parse_args()
-    args.out = args.out or str(HERE / "results" / f"dreamer{'_quick' if args.quick else ''}.json")
+    add_run_arguments(parser, "dreamer")
+    args, memory, modes = parse_run_arguments(parser, "dreamer")
     device = torch.device(args.device)
-    memory = apply_memory(args)
-    modes = selected_modes(parser, args.modes)
     quick = args.quick
     b, t = (2, 8) if quick else (16, 64)
     steps = args.steps or (1 if quick else 3)

@@ -28,7 +28,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_modes_argument, apply_memory, cpu_name, make_step, selected_modes  # noqa: E402
+from bench_world_model import add_run_arguments, cpu_name, make_step, parse_run_arguments  # noqa: E402
 
 SPEC = {"image": (64, 64, 3), "action_discrete": True, "num_actions": 15}
 
@@ -61,13 +61,8 @@ def main() -> None:
     parser.add_argument("--gen-steps", default="25,8,4")
     parser.add_argument("--repeats", type=int, default=3, help="timed updates per stage and precision")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per play setting")
-    add_modes_argument(parser)
-    parser.add_argument("--out", default=None,
-                        help="JSON path (default benchmarks/results/genie[_quick].json; the .md beside it)")
-    args = parser.parse_args()
-    args.out = args.out or str(HERE / "results" / f"genie{'_quick' if args.quick else ''}.json")
-    memory = apply_memory(args)
-    modes = selected_modes(parser, args.modes)
+    add_run_arguments(parser, "genie", device=False)
+    args, memory, modes = parse_run_arguments(parser, "genie")
     from wmlab.models.genie import GenieStream, count_parameters
 
     presets = ["debug"] if args.quick else args.presets.split(",")

@@ -23,7 +23,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_modes_argument, apply_memory, device_name, selected_modes, sync  # noqa: E402
+from bench_world_model import add_run_arguments, device_name, parse_run_arguments, sync  # noqa: E402
 
 
 
@@ -33,15 +33,9 @@ def main() -> None:
     parser.add_argument("--preset", default="dreamerv2")
     parser.add_argument("--methods", default="apv,contextwm,prelar")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    add_modes_argument(parser)
-    parser.add_argument("--out", default=None,
-                        help="JSON path (default benchmarks/results/pretrain[_quick].json; the .md beside it)")
-    args = parser.parse_args()
-    args.out = args.out or str(HERE / "results" / f"pretrain{'_quick' if args.quick else ''}.json")
+    add_run_arguments(parser, "pretrain")
+    args, memory, modes = parse_run_arguments(parser, "pretrain")
     device = torch.device(args.device)
-    memory = apply_memory(args)
-    modes = selected_modes(parser, args.modes)
 
     from wmlab import config as C
     from wmlab.jobs.methods import phase

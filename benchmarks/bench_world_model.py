@@ -58,6 +58,25 @@ def selected_modes(parser: argparse.ArgumentParser, text: str) -> dict[str, torc
     return {name: MODES[name] for name in names}
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, name: str, device: bool = True) -> None:
+    """``--device`` (unless ``device=False``), ``--modes``, ``--system-malloc`` and ``--out``, whose default is
+    ``benchmarks/results/<name>[_quick].json``; :func:`parse_run_arguments` reads them back."""
+    if device:
+        parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add_modes_argument(parser)
+    parser.add_argument("--out", default=None,
+                        help=f"JSON path (default benchmarks/results/{name}[_quick].json; the .md beside it)")
+
+
+def parse_run_arguments(parser: argparse.ArgumentParser,
+                        name: str) -> tuple[argparse.Namespace, str, dict[str, torch.dtype | None]]:
+    """Parsed arguments with ``out`` filled in (``--quick`` writes ``<name>_quick.json``), the memory label of
+    :func:`apply_memory` (which it applies) and the selected precisions."""
+    args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / f"{name}{'_quick' if args.quick else ''}.json")
+    return args, apply_memory(args), selected_modes(parser, args.modes)
+
+
 def cpu_name() -> str:
     """The CPU's model name with its family/model numbers and bf16 units, e.g.
     ``AMD EPYC (family 25 model 17; AVX-512 BF16)``: cloud CPUs often report only a vendor line, and
@@ -158,14 +177,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--matmul", type=int, default=None,
                         help="side of the peak matmul (default 4096; quick 1024)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    add_modes_argument(parser)
-    parser.add_argument("--out", default=None,
-                        help="JSON path (default benchmarks/results/world_model[_quick].json; the .md beside it)")
-    args = parser.parse_args()
-    args.out = args.out or str(HERE / "results" / f"world_model{'_quick' if args.quick else ''}.json")
+    add_run_arguments(parser, "world_model")
+    args, memory, modes = parse_run_arguments(parser, "world_model")
     device = torch.device(args.device)
-    memory = apply_memory(args)
 
     from wmlab.models import WorldModel, make_config
 
@@ -177,8 +191,6 @@ def main() -> None:
     side = args.matmul or (1024 if quick else 4096)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    modes = selected_modes(parser, args.modes)
     peaks = {name: matmul_peak(side, dtype or torch.float32, device=device) for name, dtype in modes.items()}
     torch.manual_seed(0)
     spec = {"image": (args.size, args.size, 3), "action_dim": 6, "action_discrete": False,
