@@ -176,7 +176,7 @@ def test_training_jobs_name_an_empty_or_missing_store(tmp_path, capsys):
     for job, args in jobs.items():
         code, _, err = run_cli("train", job, *args, f"data={empty}", f"run_dir={tmp_path / job}", capsys=capsys)
         assert code == 2 and err.count("\n") == 1, (job, err)
-        assert f"store {empty} holds no episodes yet" in err and "wmlab " in err, (job, err)
+        assert f"store {empty} holds no episodes yet (" in err and "`wmlab " in err, (job, err)
         if job != "dreamer":  # dreamer refuses online=false without data= in its config check
             code, _, err = run_cli("train", job, *args, f"run_dir={tmp_path / (job + '_nodata')}", "data=",
                                    capsys=capsys)
@@ -368,4 +368,3 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     assert json.loads((tmp_path / "work" / "reach_apv-nobonus_s0" / "init.json").read_text())["loaded"] > 0
     assert set(json.loads((tmp_path / "work" / "timings.json").read_text())) == set(added["timings_s"]) | {
         "reach_apv-nobonus_s0_s"}
-
