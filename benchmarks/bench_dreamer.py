@@ -16,9 +16,6 @@ Writes markdown to stdout and benchmarks/results/dreamer.md, JSON to dreamer.jso
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,8 +30,10 @@ from bench_world_model import (  # noqa: E402
     add_run_arguments,
     device_name,
     parse_run_arguments,
+    run_meta,
     synthetic_batch,
     sync,
+    write_results,
 )
 
 
@@ -156,16 +155,8 @@ def main() -> None:
         lines.append(f"| {r['preset']} | {r['world_model'] / 1e6:.2f}M / {r['actor_critic'] / 1e6:.2f}M | "
                      f"{r['mode']} | {'yes' if r['compile'] else 'no'} | {r['ms_per_step']:.0f} | {r['wm_ms']:.0f} | "
                      f"{r['ac_ms']:.0f} | {r['imagined_steps_per_s']:.0f} |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"quick": quick, "batch": b, "length": t, "steps": steps, "threads": torch.get_num_threads(), "memory": memory,
-            "cpus": os.cpu_count(), "device": device_name(device), "torch": torch.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(table + "\n")
-    print(f"\nwrote {out}")
+    meta = run_meta(quick, batch=b, length=t, steps=steps, device=device_name(device), memory=memory)
+    write_results(args.out, "\n".join(lines), meta, rows=rows)
 
 
 if __name__ == "__main__":

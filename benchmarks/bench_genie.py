@@ -28,7 +28,14 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_run_arguments, cpu_name, make_step, parse_run_arguments  # noqa: E402
+from bench_world_model import (  # noqa: E402
+    add_run_arguments,
+    cpu_name,
+    make_step,
+    parse_run_arguments,
+    run_meta,
+    write_results,
+)
 
 SPEC = {"image": (64, 64, 3), "action_discrete": True, "num_actions": 15}
 
@@ -130,14 +137,8 @@ def main() -> None:
     for r in gen_rows:
         lines.append(f"| {r['preset']} | {r['maskgit_steps']} | {r['mode']} | {1000 * r['s_per_frame']:.1f} | "
                      f"{r['frames_per_s']:.1f} |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": {"quick": args.quick, "threads": torch.get_num_threads(), "cpu": cpu_name(), "memory": memory,
-                                        "torch": torch.__version__,
-                                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                               "sizes": sizes, "train": train_rows, "generate": gen_rows}, indent=1))
-    out.with_suffix(".md").write_text(table + "\n")
+    write_results(out, "\n".join(lines), run_meta(args.quick, memory=memory), sizes=sizes, train=train_rows,
+                  generate=gen_rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Writes markdown to stdout and benchmarks/results/pretrain.md, JSON to pretrain.j
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,7 +22,14 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import add_run_arguments, device_name, parse_run_arguments, sync  # noqa: E402
+from bench_world_model import (  # noqa: E402
+    add_run_arguments,
+    device_name,
+    parse_run_arguments,
+    run_meta,
+    sync,
+    write_results,
+)
 
 
 
@@ -85,16 +91,8 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['params'] / 1e6:.2f}M | {r['mode']} | {r['s_per_step']:.2f} | "
                      f"{r['frames_per_s']:.0f} |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": {"quick": args.quick, "preset": args.preset, "batch": b, "length": t,
-                                        "threads": torch.get_num_threads(), "device": device_name(device), "memory": memory,
-                                        "torch": torch.__version__,
-                                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                               "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(table + "\n")
+    meta = run_meta(args.quick, preset=args.preset, batch=b, length=t, device=device_name(device), memory=memory)
+    write_results(args.out, "\n".join(lines), meta, rows=rows)
 
 
 if __name__ == "__main__":

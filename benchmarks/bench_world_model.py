@@ -102,6 +102,25 @@ def cpu_name() -> str:
     return f"{name} ({extra})" if extra else name
 
 
+def run_meta(quick: bool, **extra: Any) -> dict[str, Any]:
+    """What every result json records about its run (``quick``, threads, CPU model, versions, UTC date), then
+    the script's own ``extra`` fields: results are compared across machines, so none may leave the CPU out."""
+    return {"quick": quick, "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "cpu": cpu_name(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
+
+
+def write_results(out: str | Path, table: str, meta: dict[str, Any], **payload: Any) -> None:
+    """Print ``table`` and write ``{"meta": meta, **payload}`` to the json ``out`` and the table to the .md beside
+    it (folders made as needed)."""
+    out = Path(out)
+    print("\n" + table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, **payload}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(table + "\n")
+    print(f"\nwrote {out} and {out.with_suffix('.md')}")
+
+
 def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock times cover it."""
     if device.type == "cuda":
@@ -236,18 +255,9 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['mode']} | {r['ms_per_step']:.0f} | {r['ms_min']:.0f} | {r['tflops']:.3f} | "
                      f"{r['peak_tflops']:.3f} | {100 * r['peak_fraction']:.1f}% |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"quick": quick, "preset": args.preset, "params": params, "batch": batch_size, "length": length,
-            "image": args.size, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "cpu": cpu_name(), "device": device_name(device), "matmul_side": side, "memory": memory, "python": platform.python_version(),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out.write_text(json.dumps({"meta": meta, "flops_per_step": flops, "bf16_speedup": speedup, "rows": rows},
-                              indent=1))
-    out.with_suffix(".md").write_text(table + "\n")
-    print(f"\nwrote {out} and {out.with_suffix('.md')}")
+    meta = run_meta(quick, preset=args.preset, params=params, batch=batch_size, length=length, image=args.size,
+                    steps=steps, warmup=warmup, device=device_name(device), matmul_side=side, memory=memory)
+    write_results(args.out, "\n".join(lines), meta, flops_per_step=flops, bf16_speedup=speedup, rows=rows)
 
 
 if __name__ == "__main__":

@@ -282,8 +282,10 @@ def test_pretraining_benchmark_runs_quick(tmp_path):
     done = subprocess.run([sys.executable, str(script), "--quick", "--methods", "apv,prelar", "--modes", "fp32",
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows, meta = result["rows"], result["meta"]
     assert [r["method"] for r in rows] == ["apv", "prelar"] and all(r["frames_per_s"] > 0 for r in rows)
+    assert meta["quick"] is True and meta["cpu"] and meta["threads"] >= 1 and meta["preset"]  # comparable across hosts
     assert "QUICK" in out.with_suffix(".md").read_text()
 
 
