@@ -22,15 +22,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import (  # noqa: E402
-    add_run_arguments,
-    device_name,
-    parse_run_arguments,
-    run_meta,
-    sync,
-    write_results,
-)
-
+from bench_world_model import (add_run_arguments, device_name, parse_run_arguments, run_meta,  # noqa: E402
+                               sync, write_results)
 
 
 def main() -> None:
