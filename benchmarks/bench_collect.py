@@ -13,16 +13,16 @@ For dmc:walker_walk, metaworld:drawer-open and procgen:coinrun:
 
 With ``--action-repeat N`` each agent step is N env steps and one rendered frame; rates count agent steps.
 
-Prints a markdown table and writes JSON to benchmarks/results/collect.json (``--quick``: collect_quick.json).
+Prints a markdown table and writes it to benchmarks/results/collect.md, JSON (with the CPU model) to collect.json
+(``--quick``: collect_quick.*).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +30,8 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import run_meta, write_results  # noqa: E402
 ENVS = ["dmc:walker_walk", "metaworld:drawer-open", "procgen:coinrun"]
 
 
@@ -77,7 +79,7 @@ def main() -> None:
                         help="env steps per agent step (steps and rates below count agent steps, one frame each)")
     parser.add_argument("--render", choices=["fast", "full"], default="fast",
                         help="MuJoCo frames: fast (no shadows or multisampling, the default) or full (the suite's own)")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/collect[_quick].json)")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/collect[_quick].json; the .md beside it)")
     args = parser.parse_args()
     loop_steps, episode_steps = (30, 20) if args.quick else (1000, 250)
     rows = []
@@ -89,15 +91,12 @@ def main() -> None:
             episodes = 2 if args.quick else 4 * workers
             rows.append(collect_rate(env_id, episodes, episode_steps, workers, repeat, args.render))
             print(rows[-1], flush=True)
-    print("\n| env | mode | action repeat | agent steps | seconds | agent steps/s |\n|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['env']} | {r['mode']} | {r['action_repeat']} | {r['steps']} | {r['seconds']:.1f} | "
-              f"{r['steps_per_s']:.0f} |")
-    out = Path(args.out or HERE / "results" / ("collect_quick.json" if args.quick else "collect.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"quick": args.quick, "image": [64, 64], "machine": platform.processor()
-                               or platform.machine(), "cpus": os.cpu_count(), "rows": rows}, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    lines = ["| env | mode | action repeat | agent steps | seconds | agent steps/s |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['env']} | {r['mode']} | {r['action_repeat']} | {r['steps']} | {r['seconds']:.1f} | "
+              f"{r['steps_per_s']:.0f} |" for r in rows]
+    out = args.out or HERE / "results" / ("collect_quick.json" if args.quick else "collect.json")
+    write_results(out, "\n".join(lines), run_meta(args.quick, image=[64, 64], action_repeat=repeat, render=args.render),
+                  rows=rows)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,10 @@ from bench_world_model import (  # noqa: E402
     add_run_arguments,
     device_name,
     parse_run_arguments,
-    run_meta,
     synthetic_batch,
     sync,
-    write_results,
 )
+from report import run_meta, write_results  # noqa: E402
 
 
 def build(preset: str, size: int, device: torch.device) -> Any:
@@ -148,7 +147,7 @@ def main() -> None:
                       f"(wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
                       file=sys.stderr, flush=True)
     threads = f"{torch.get_num_threads()} threads, " if device.type == "cpu" else ""
-    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}" + (" — QUICK (not a measurement)" if quick else ""), "",
+    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}", "",
              "| preset | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
              "imagined steps/s |", "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:

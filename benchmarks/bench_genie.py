@@ -30,12 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_world_model import (  # noqa: E402
     add_run_arguments,
-    cpu_name,
     make_step,
     parse_run_arguments,
-    run_meta,
-    write_results,
 )
+from report import cpu_name, run_meta, write_results  # noqa: E402
 
 SPEC = {"image": (64, 64, 3), "action_discrete": True, "num_actions": 15}
 
@@ -120,8 +118,7 @@ def main() -> None:
     order = {name: i for i, name in enumerate(["debug", "tiny", "small", "paper"])}
     for rows in (train_rows, gen_rows, sizes):
         rows.sort(key=lambda r: order.get(r["preset"], len(order)))
-    head = (f"{torch.get_num_threads()} threads, {cpu_name()}, {memory}, torch {torch.__version__}"
-            + (" — QUICK (not a measurement)" if args.quick else ""))
+    head = f"{torch.get_num_threads()} threads, {cpu_name()}, {memory}, torch {torch.__version__}"
     lines = [f"Genie on 64×64 frames, {head}", "",
              "| preset | tokenizer | latent actions | dynamics |", "|---|---:|---:|---:|"]
     for s in sizes:

@@ -22,8 +22,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import (add_run_arguments, device_name, parse_run_arguments, run_meta,  # noqa: E402
-                               sync, write_results)
+from bench_world_model import add_run_arguments, device_name, parse_run_arguments, sync  # noqa: E402
+from report import run_meta, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -79,7 +79,7 @@ def main() -> None:
                          "frames_per_s": b * t / sec})
             print(f"  {method} {mode}: {b * t / sec:.0f} frames/s", file=sys.stderr, flush=True)
     lines = [f"Pretraining update, preset `{args.preset}`, batch {b}×{t} of 64×64 frames, "
-             f"{torch.get_num_threads()} threads, {device_name(device)}, {memory}" + (" — QUICK (not a measurement)" if args.quick else ""),
+             f"{torch.get_num_threads()} threads, {device_name(device)}, {memory}",
              "", "| method | params | precision | s/update | frames/s |", "|---|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['params'] / 1e6:.2f}M | {r['mode']} | {r['s_per_step']:.2f} | "

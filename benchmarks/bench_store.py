@@ -10,15 +10,13 @@ the loader itself holds). Neither should grow with the store.
     python benchmarks/bench_store.py                 # full size (12 GB of disk, minutes to build)
     python benchmarks/bench_store.py --quick         # tiny store, proves the script runs
 
-Writes a markdown table to stdout and JSON to benchmarks/results/store.json.
+Writes a markdown table to stdout and benchmarks/results/store.md, JSON (with the CPU model) to store.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import threading
@@ -28,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import run_meta, write_results  # noqa: E402
+
 BATCH, LENGTH, SIZE = 16, 64, 64
 
 
@@ -138,21 +139,14 @@ def main() -> None:
                          "build_s": built["built_s"], **res})
             print(f"  {root} workers={workers}: {res['windows_per_s']:.0f} windows/s", file=sys.stderr, flush=True)
 
-    print(f"\nB{BATCH} x T{LENGTH} windows of {SIZE}x{SIZE} images through make_loader\n")
-    print("| store | frames | GB | workers | windows/s | MB/s | peak RSS MB | peak private MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {Path(r['store']).name} | {r['frames']:,} | {r['size_gb']:.2f} | {r['workers']} | "
-              f"{r['windows_per_s']:.0f} | {r['mb_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_private_mb']:.0f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    meta = {"quick": args.quick, "batch": BATCH, "length": LENGTH, "image": SIZE, "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"\nwrote {out}")
+    lines = [f"B{BATCH} x T{LENGTH} windows of {SIZE}x{SIZE} images through make_loader", "",
+             "| store | frames | GB | workers | windows/s | MB/s | peak RSS MB | peak private MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {Path(r['store']).name} | {r['frames']:,} | {r['size_gb']:.2f} | {r['workers']} | "
+              f"{r['windows_per_s']:.0f} | {r['mb_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_private_mb']:.0f} |"
+              for r in rows]
+    meta = run_meta(args.quick, batch=BATCH, length=LENGTH, image=SIZE, numpy=np.__version__)
+    write_results(args.out, "\n".join(lines), meta, rows=rows)
 
 
 if __name__ == "__main__":

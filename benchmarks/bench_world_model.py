@@ -15,9 +15,6 @@ Writes a markdown table to stdout and to benchmarks/results/world_model.md, JSON
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +24,9 @@ from typing import Any
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import cpu_name, run_meta, write_results  # noqa: E402
+
 MODES = {"fp32": None, "bf16": torch.bfloat16}
 
 
@@ -75,50 +75,6 @@ def parse_run_arguments(parser: argparse.ArgumentParser,
     args = parser.parse_args()
     args.out = args.out or str(HERE / "results" / f"{name}{'_quick' if args.quick else ''}.json")
     return args, apply_memory(args), selected_modes(parser, args.modes)
-
-
-def cpu_name() -> str:
-    """The CPU's model name with its family/model numbers and bf16 units, e.g.
-    ``AMD EPYC (family 25 model 17; AVX-512 BF16)``: cloud CPUs often report only a vendor line, and
-    whether bf16 is native decides which precision is fast."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "cpu family", "model", "flags") and key not in fields:
-                fields[key] = value.strip()
-            if len(fields) == 4:
-                break
-    except OSError:
-        pass
-    name = fields.get("model name") or platform.processor() or "unknown"
-    flags = set(fields.get("flags", "").split())
-    units = [label for flag, label in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX")) if flag in flags]
-    if not units and "avx2" in flags:
-        units = ["AVX2, no native bf16"]
-    ident = f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
-    extra = "; ".join(x for x in (ident, ", ".join(units)) if x)
-    return f"{name} ({extra})" if extra else name
-
-
-def run_meta(quick: bool, **extra: Any) -> dict[str, Any]:
-    """What every result json records about its run (``quick``, threads, CPU model, versions, UTC date), then
-    the script's own ``extra`` fields: results are compared across machines, so none may leave the CPU out."""
-    return {"quick": quick, "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "cpu": cpu_name(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
-
-
-def write_results(out: str | Path, table: str, meta: dict[str, Any], **payload: Any) -> None:
-    """Print ``table`` and write ``{"meta": meta, **payload}`` to the json ``out`` and the table to the .md beside
-    it (folders made as needed)."""
-    out = Path(out)
-    print("\n" + table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, **payload}, indent=1) + "\n")
-    out.with_suffix(".md").write_text(table + "\n")
-    print(f"\nwrote {out} and {out.with_suffix('.md')}")
 
 
 def sync(device: torch.device) -> None:
@@ -243,8 +199,7 @@ def main() -> None:
         f"World-model train step, preset `{args.preset}` ({params / 1e6:.2f}M params), "
         f"batch {batch_size}×{length}, {args.size}×{args.size} images, "
         + (f"{torch.get_num_threads()} threads, " if device.type == "cpu" else "")
-        + f"{device_name(device)}, {memory}"
-        + (" — QUICK (not a measurement)" if quick else ""),
+        + f"{device_name(device)}, {memory}",
         "",
         f"FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP"
         + (f"; bf16 speed-up over fp32: **{speedup:.2f}×**" if speedup is not None else ""),

@@ -37,7 +37,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_world_model import cpu_name  # noqa: E402
+from report import cpu_name  # noqa: E402
 
 # The world model and actor-critic of DreamerV2's Meta-World runs, narrowed to what 2 CPU cores train in
 # minutes: widths here, everything else from preset=dreamerv2_metaworld. Shared by pretraining (model.*) and

@@ -289,6 +289,25 @@ def test_pretraining_benchmark_runs_quick(tmp_path):
     assert "QUICK" in out.with_suffix(".md").read_text()
 
 
+def test_store_and_collect_benchmarks_record_the_machine(tmp_path):
+    """The two benchmarks that measure in worker processes write the same json + markdown as the others, with the
+    CPU model: their figures are compared across hosts."""
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    runs = {"store": ["bench_store.py", "--quick", "--root", str(tmp_path / "store"), "--workers", "0", "--batches", "2"],
+            "collect": ["bench_collect.py", "--quick", "--envs", "dmc:cartpole_balance", "--workers", "1"]}
+    for name, (script, *args) in runs.items():
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, str(here / script), *args, "--out", str(out)], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert result["meta"]["quick"] is True and result["meta"]["cpu"] and result["meta"]["date"], name
+        assert result["rows"] and all(r["steps_per_s" if name == "collect" else "windows_per_s"] > 0
+                                      for r in result["rows"]), name
+        table = out.with_suffix(".md").read_text().splitlines()
+        assert table[0].endswith("QUICK (not a measurement)") and len(table) >= 2 + len(result["rows"]), name
+
+
 def test_video_pretraining_benchmark_runs_quick(tmp_path):
     """The comparison pipeline end to end: expert videos → APV pretraining → scratch and APV fine-tuning →
     curves and the table, with the pretrained weights loaded into the fine-tuned run."""
