@@ -4,7 +4,8 @@ Methods and seeds are often added at different stops (``--no-scratch --name …`
 json. This reads the per-run curves those jsons keep (``"runs"``), plus optional csv files of runs recorded
 earlier (columns ``run,method,seed,env_step,success,return,machine``; ``return`` may be empty, and the final
 return is then over the runs that have one), and writes, for every method, the mean ± std over its seeds at
-each evaluation step:
+each evaluation step and averaged over the evaluations, and how its runs' averages compare with scratch's (the
+probability that one of its runs beats one of scratch's, and a one-sided permutation p-value of the difference):
 
     python benchmarks/pool_video_pretraining.py benchmarks/results/video_pretraining_seed2.json \\
         --earlier benchmarks/results/video_pretraining_runs_earlier.csv --out benchmarks/results/video_pretraining_pooled
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
+import random
 import re
 from pathlib import Path
 
@@ -73,7 +76,10 @@ def task_of(run: str) -> str:
 
 
 def pool(rows: list[dict]) -> dict[str, dict]:
-    """``{method: {"seeds", "steps", "mean", "std", "return_mean", "return_std", "machines"}}`` over common steps."""
+    """``{method: {"seeds", "steps", "mean", "std", "averages", "average_mean", "average_std", "return_mean",
+    "return_std", "return_runs", "machines"}}`` over the steps all its runs evaluated at; ``averages`` are the
+    runs' own success rates averaged over those evaluations, a steadier summary than any one evaluation of 10
+    episodes, and ``average_*`` their mean and std over seeds."""
     runs: dict[str, dict[str, list[dict]]] = {}
     for row in rows:
         runs.setdefault(row["method"], {}).setdefault(row["run"], []).append(row)
@@ -83,16 +89,40 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         steps = sorted(set.intersection(*({r["env_step"] for r in rs} for rs in members.values())))
         by_step = {name: {r["env_step"]: r for r in rs} for name, rs in members.items()}
         success = [[by_step[name][s]["success"] for name in members] for s in steps]
+        averages = [sum(by_step[name][s]["success"] for s in steps) / len(steps) for name in members]
         # Runs recorded earlier may lack a return; the final return is over the runs that have one.
         finals = [r for r in (by_step[name][steps[-1]]["return"] for name in members) if not math.isnan(r)]
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
+            "averages": averages, "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
             "return_mean": sum(finals) / len(finals) if finals else math.nan,
             "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
         }
     return out
+
+
+def versus(runs: list[float], baseline: list[float], limit: int = 100_000) -> tuple[float, float]:
+    """How ``runs`` compare with ``baseline`` runs: the probability that a run beats a baseline run (ties count
+    half; the Mann-Whitney U over n·m, rliable's "probability of improvement") and the one-sided permutation
+    p-value of the difference in means (exact over every split of the pooled runs when there are at most
+    ``limit`` splits, else over ``limit`` random ones)."""
+    wins = sum((a > b) + 0.5 * (a == b) for a in runs for b in baseline)
+    pooled, n, total = runs + baseline, len(runs), sum(runs) + sum(baseline)
+
+    def gap(group: float) -> float:  # mean of a group of n minus the mean of the rest, from the group's sum
+        return group / n - (total - group) / len(baseline)
+
+    observed = gap(sum(runs)) - 1e-12  # a split as far apart as the observed one counts (float sums differ)
+    if math.comb(len(pooled), n) <= limit:
+        gaps = [gap(sum(group)) for group in itertools.combinations(pooled, n)]
+        p = sum(g >= observed for g in gaps) / len(gaps)
+    else:
+        rng = random.Random(0)
+        hits = sum(gap(sum(rng.sample(pooled, n))) >= observed for _ in range(limit))
+        p = (hits + 1) / (limit + 1)
+    return wins / (n * len(baseline)), p
 
 
 def _std(values: list[float]) -> float:
@@ -136,7 +166,8 @@ def main() -> None:
 
     steps = " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
     lines = [f"metaworld:{task}", "", f"| method | seeds | success at {steps} env steps (mean ± std) | "
-             "final return (mean ± std) | machines |", "|---|---|---|---:|---|"]
+             "success averaged over them (mean ± std) | vs scratch: P(run beats a scratch run), p | "
+             "final return (mean ± std) | machines |", "|---|---|---|---:|---:|---:|---|"]
     machines = sorted({name for m in pooled.values() for name in m["machines"]})  # numbered, named below
     for method, m in pooled.items():
         cells = " / ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m["mean"], m["std"]))
@@ -144,7 +175,13 @@ def main() -> None:
         n, k = len(m["seeds"]), m["return_runs"]
         final = "–" if k == 0 else f"{m['return_mean']:.0f} ± {m['return_std']:.0f}"
         final += f" ({k} of {n} seeds)" if 0 < k < n else ""
-        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | {final} | {where} |")
+        average = f"{m['average_mean']:.2f} ± {m['average_std']:.2f}"
+        against = "–"
+        if method != "scratch" and "scratch" in pooled:
+            better, p = versus(m["averages"], pooled["scratch"]["averages"])
+            against = f"{better:.2f}, p = {p:.2f}"
+        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | {average} | {against} | {final} | "
+                     f"{where} |")
     lines += ["", "Machines: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(machines)) + "."]
     args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
