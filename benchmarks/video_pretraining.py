@@ -13,7 +13,9 @@ The seeds' headline experiment, end to end through the command line:
 Every run uses the same CPU-sized DreamerV2 (``preset=dreamerv2_metaworld`` with the widths below): the
 methods differ only by their config. Run folders live under ``--work``; a re-run resumes what exists (collection
 skips the episodes the store holds, finished runs return at once), so methods and seeds can be added later.
-The time spent on each step accumulates across re-runs in ``<work>/timings.json``.
+The time spent on each step accumulates across re-runs in ``<work>/timings.json``; a pretraining run already
+finished when the script starts (one of an earlier invocation, or a link to another work folder's) is not run
+again, and the result json lists it under ``reused`` instead of timing it.
 
     python benchmarks/video_pretraining.py                       # reach, apv vs scratch, 2 seeds (≈1 h)
     python benchmarks/video_pretraining.py --methods apv,prelar --seeds 0,1,2
@@ -131,8 +133,14 @@ def main() -> None:
 
     runs: list[Path] = []
     methods = [m for m in args.methods.split(",") if m]
+    from wmlab.train.checkpoint import step_dir_name
+
+    reused = []  # pretraining runs finished before this invocation (e.g. linked from another work folder)
     for method in methods:
         pre = work / f"pretrain_{method}"
+        if (pre / "checkpoints" / step_dir_name(args.pretrain_steps)).is_dir():
+            reused.append(pre.name)  # its time is in the timings of the invocation that ran it, not counted again
+            continue
         timed(f"pretrain_{method}_s", "train", "pretrain", f"method={method}", f"data={videos}", f"run_dir={pre}",
               f"trainer.steps={args.pretrain_steps}", f"trainer.ckpt_every={args.pretrain_steps}",
               "trainer.log_every=50", *shape, *kv("model.", wm), log=logs / f"pretrain_{method}.log")
@@ -166,7 +174,7 @@ def main() -> None:
     result = {"task": args.task, "sources": args.sources.split(","), "methods": methods,
               "seeds": args.seeds.split(","), "settings": settings,
               "world_model": wm, "behavior": beh, "tables": tables, "runs": curves, "timings_s": timings,
-              "total_s": sum(timings.values()), "machine": cpu_name()}
+              "total_s": sum(timings.values()), "reused": reused, "machine": cpu_name()}
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"metaworld:{args.task}, {args.env_steps} env steps of fine-tuning, seeds {args.seeds}; "
              f"pretraining: {args.pretrain_steps} updates on expert videos of {args.sources}", "",

@@ -338,6 +338,7 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     assert result["settings"]["seeds"] == "0" and str(tmp_path) not in json.dumps(result)  # no local paths
     assert set(result["tables"]["eval/success"]) == {"metaworld:reach · scratch · dreamerv2_metaworld",
                                                     "metaworld:reach · apv · dreamerv2_metaworld"}
+    assert result["reused"] == [] and result["timings_s"]["pretrain_apv_s"] > 0
     runs = result["runs"]  # each run's own curve, for pooling seeds across stops
     assert set(runs) == {"reach_scratch_s0", "reach_apv_s0"}
     assert runs["reach_apv_s0"]["eval/success"]["env_steps"][-1] == 60
@@ -378,6 +379,14 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     timings = json.loads((tmp_path / "work" / "timings.json").read_text())  # kept across re-runs
     assert set(timings) == {"collect_s", "pretrain_apv_s", "reach_scratch_s0_s", "reach_apv_s0_s"}
     assert timings == result["timings_s"] and all(t > 0 for t in timings.values())
+    # Adding to the comparison later: the finished pretraining is reused, not re-timed as a few seconds of work.
+    again = subprocess.run([sys.executable, str(script), "--quick", "--seeds", "0", "--sources", "door-open",
+                            "--methods", "apv", "--no-scratch", "--name", "again", "--work", str(tmp_path / "work"),
+                            "--out", str(tmp_path / "results")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    second = json.loads((tmp_path / "results" / "again.json").read_text())
+    assert second["reused"] == ["pretrain_apv"]
+    assert second["timings_s"]["pretrain_apv_s"] == timings["pretrain_apv_s"]
 
     # A method added later to the same work folder: collection and the finished runs are not redone, the
     # scratch runs are skipped, and the new steps' timings join the old ones.
