@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import math
-import random
 import re
 from pathlib import Path
+
+from wmlab.eval.stats import permutation_p_value, probability_of_improvement
 
 FIELDS = ["run", "method", "seed", "env_step", "success", "return", "machine"]
 ORDER = ["scratch", "apv", "prelar", "contextwm"]  # table order; other methods follow by name
@@ -76,10 +76,10 @@ def task_of(run: str) -> str:
 
 
 def pool(rows: list[dict]) -> dict[str, dict]:
-    """``{method: {"seeds", "steps", "mean", "std", "averages", "average_mean", "average_std", "return_mean",
-    "return_std", "return_runs", "machines"}}`` over the steps all its runs evaluated at; ``averages`` are the
-    runs' own success rates averaged over those evaluations, a steadier summary than any one evaluation of 10
-    episodes, and ``average_*`` their mean and std over seeds."""
+    """``{method: {"seeds", "steps", "mean", "std", "curves", "average_mean", "average_std", "return_mean",
+    "return_std", "return_runs", "machines"}}`` over the steps all its runs evaluated at (``curves``: each run's
+    success there); ``average_*`` are over the runs' success averaged over those evaluations, a steadier summary
+    than any one evaluation of 10 episodes."""
     runs: dict[str, dict[str, list[dict]]] = {}
     for row in rows:
         runs.setdefault(row["method"], {}).setdefault(row["run"], []).append(row)
@@ -95,7 +95,7 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
-            "averages": averages, "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
+            "curves": [[by_step[name][s]["success"] for s in steps] for name in members], "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
             "return_mean": sum(finals) / len(finals) if finals else math.nan,
             "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
@@ -103,26 +103,17 @@ def pool(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def versus(runs: list[float], baseline: list[float], limit: int = 100_000) -> tuple[float, float]:
-    """How ``runs`` compare with ``baseline`` runs: the probability that a run beats a baseline run (ties count
-    half; the Mann-Whitney U over n·m, rliable's "probability of improvement") and the one-sided permutation
-    p-value of the difference in means (exact over every split of the pooled runs when there are at most
-    ``limit`` splits, else over ``limit`` random ones)."""
-    wins = sum((a > b) + 0.5 * (a == b) for a in runs for b in baseline)
-    pooled, n, total = runs + baseline, len(runs), sum(runs) + sum(baseline)
+def against_scratch(method: dict, scratch: dict) -> tuple[float, float]:
+    """The probability that a run of ``method`` beats one of ``scratch`` and the one-sided permutation p-value,
+    each run scored by its success averaged over the evaluations both methods' runs made."""
+    steps = set(method["steps"]) & set(scratch["steps"])
 
-    def gap(group: float) -> float:  # mean of a group of n minus the mean of the rest, from the group's sum
-        return group / n - (total - group) / len(baseline)
+    def averages(m: dict) -> list[float]:
+        keep = [i for i, s in enumerate(m["steps"]) if s in steps]
+        return [sum(curve[i] for i in keep) / len(keep) for curve in m["curves"]]
 
-    observed = gap(sum(runs)) - 1e-12  # a split as far apart as the observed one counts (float sums differ)
-    if math.comb(len(pooled), n) <= limit:
-        gaps = [gap(sum(group)) for group in itertools.combinations(pooled, n)]
-        p = sum(g >= observed for g in gaps) / len(gaps)
-    else:
-        rng = random.Random(0)
-        hits = sum(gap(sum(rng.sample(pooled, n))) >= observed for _ in range(limit))
-        p = (hits + 1) / (limit + 1)
-    return wins / (n * len(baseline)), p
+    ours, theirs = averages(method), averages(scratch)
+    return probability_of_improvement(ours, theirs), permutation_p_value(ours, theirs)
 
 
 def _std(values: list[float]) -> float:
@@ -178,7 +169,7 @@ def main() -> None:
         average = f"{m['average_mean']:.2f} ± {m['average_std']:.2f}"
         against = "–"
         if method != "scratch" and "scratch" in pooled:
-            better, p = versus(m["averages"], pooled["scratch"]["averages"])
+            better, p = against_scratch(m, pooled["scratch"])
             against = f"{better:.2f}, p = {p:.2f}"
         lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | {average} | {against} | {final} | "
                      f"{where} |")

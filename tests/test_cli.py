@@ -289,24 +289,6 @@ def test_pretraining_benchmark_runs_quick(tmp_path):
     assert "QUICK" in out.with_suffix(".md").read_text()
 
 
-def test_pooled_comparison_against_scratch():
-    """The pooled table's comparison with scratch: probability of improvement (ties half) and the one-sided
-    permutation p-value, checked against cases counted by hand."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pool_video_pretraining.py"
-    spec = importlib.util.spec_from_file_location("pool_video_pretraining", path)
-    pool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pool)
-    assert pool.versus([0.3, 0.2], [0.1, 0.0]) == (1.0, 1 / 6)  # only the observed split of 6 is as far apart
-    better, p = pool.versus([0.2, 0.0], [0.1, 0.0])  # wins 1 + 1 + 0 + ½ of 4; 3 of the 6 splits gap ≥ 0.05
-    assert better == 0.625 and p == pytest.approx(0.5)
-    assert pool.versus([0.5, 0.5], [0.5, 0.5]) == (0.5, 1.0)
-    assert pool.versus([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]) == (0.0, 1.0)
-    better, p = pool.versus([1.0] * 3, [0.0] * 3, limit=10)  # 20 splits > 10: sampled, never p = 0
-    assert better == 1.0 and 0 < p < 0.5
-
-
 def test_store_and_collect_benchmarks_record_the_machine(tmp_path):
     """The two benchmarks that measure in worker processes write the same json + markdown as the others, with the
     CPU model: their figures are compared across hosts."""

@@ -560,6 +560,55 @@ def test_compare_draws_a_published_reference_curve(tmp_path):
         compare([run], tmp_path / "c.png", reference=only_other)
 
 
+def test_run_by_run_statistics_against_hand_counted_cases():
+    from wmlab.eval.stats import permutation_p_value, probability_of_improvement
+
+    assert probability_of_improvement([0.3, 0.2], [0.1, 0.0]) == 1.0
+    assert permutation_p_value([0.3, 0.2], [0.1, 0.0]) == 1 / 6  # only the observed split of 6 is as far apart
+    assert probability_of_improvement([0.2, 0.0], [0.1, 0.0]) == 0.625  # wins 1 + 1 + 0 + ½ (the tie) of 4
+    assert permutation_p_value([0.2, 0.0], [0.1, 0.0]) == pytest.approx(0.5)  # 3 of 6 splits gap ≥ 0.05
+    assert (probability_of_improvement([0.5] * 2, [0.5] * 2), permutation_p_value([0.5] * 2, [0.5] * 2)) == (0.5, 1.0)
+    assert (probability_of_improvement([0.0] * 3, [1.0] * 3), permutation_p_value([0.0] * 3, [1.0] * 3)) == (0.0, 1.0)
+    assert permutation_p_value([1.0] * 3, [0.0] * 3) == 1 / 20  # the exact smallest p of 3 runs against 3
+    sampled = permutation_p_value([1.0] * 3, [0.0] * 3, limit=10)  # 20 splits > 10: sampled, never p = 0
+    assert 0 < sampled < 0.5
+    with pytest.raises(ValueError, match="at least one score"):
+        probability_of_improvement([], [1.0])
+
+
+def test_compare_against_a_baseline(tmp_path, capsys):
+    from wmlab.cli import main
+    from wmlab.eval.curves import compare
+
+    def run(name, method, curve):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(f"env: metaworld:reach\nmethod: {method}\n")
+        (folder / "run.json").write_text('{"job": "dreamer", "preset": "small"}')
+        rows = [{"step": i, "env_step": 1000 * (i + 1), "eval/success": v} for i, v in enumerate(curve)]
+        (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        return folder
+
+    scratch = [run("v2_s0", "none", [0.0, 0.2, 0.1]), run("v2_s1", "none", [0.0, 0.0, 0.0])]
+    # The third evaluation of apv_s1 is missing: the runs are compared over the first two, which all made.
+    apv = [run("apv_s0", "apv", [0.2, 0.6, 0.9]), run("apv_s1", "apv", [0.0, 0.2])]
+    out = compare([*scratch, *apv], tmp_path / "c.png", key="eval/success", baseline="scratch")
+    vs = out["versus"]["metaworld:reach · apv · small"]
+    assert vs["baseline"] == "metaworld:reach · scratch · small" and vs["env_steps"] == [1000, 2000]
+    assert vs["average"] == pytest.approx(0.25) and vs["baseline_average"] == pytest.approx(0.05)  # (.4+.1)/2, .1/2
+    # .4 beats both, .1 ties .1 and beats 0: 3.5 of 4; the pooled .4 .1 .1 0 split as far apart 2 ways of 6.
+    assert vs["p_improvement"] == 0.875 and vs["p_value"] == pytest.approx(1 / 3)
+    assert list(out["versus"]) == ["metaworld:reach · apv · small"]  # the baseline is not compared with itself
+    with pytest.raises(ValueError, match="baseline='dreamerv3' names 0 settings of metaworld:reach"):
+        compare([*scratch, *apv], tmp_path / "c.png", key="eval/success", baseline="dreamerv3")
+    with pytest.raises(ValueError, match="baseline='small' names 2 settings"):
+        compare([*scratch, *apv], tmp_path / "c.png", key="eval/success", baseline="small")
+    assert "versus" not in compare([*scratch, *apv], tmp_path / "c.png", key="eval/success")
+    assert main(["compare", *map(str, scratch + apv), "key=eval/success", "baseline=scratch",
+                 f"out={tmp_path / 'd.png'}"]) == 0
+    assert '"p_improvement": 0.875' in capsys.readouterr().out
+
+
 def test_compare_keeps_runs_with_other_settings_apart(tmp_path):
     from wmlab.eval.curves import compare
 

@@ -189,7 +189,8 @@ def cmd_compare(args: list[str]) -> Any:
     positional, kv = _split(args)
     if not positional:
         raise ConfigError("usage: wmlab compare <run_dir> [<run_dir> ...] [out=curves.png] [key=eval/return_mean] "
-                          "[reference=<published scores .json(.gz)>] [reference_gap=<env steps>]")
+                          "[reference=<published scores .json(.gz)>] [reference_gap=<env steps>] "
+                          "[baseline=<part of a label>]")
     return compare(positional, kv.pop("out", "curves.png"), **kv)
 
 

@@ -22,6 +22,10 @@ drawn, so a 20k-step run is not squashed under a 1M-step published curve. Return
 policy's return (:mod:`wmlab.eval.scores`) as a dotted line where the runs play episodes as it was measured.
 
     wmlab compare runs/ws_* reference=dmc_vision-dreamerv3.json.gz out=results/walker_stand.png
+
+``baseline=<part of a label>`` compares every other setting's runs with that one's, run by run (:func:`versus`):
+
+    wmlab compare runs/mw_* key=eval/success baseline=scratch out=results/drawer_open.png
 """
 
 from __future__ import annotations
@@ -182,11 +186,13 @@ def reference_curves(records: Sequence[dict[str, Any]], env: str, gap: float | N
 
 def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return_mean",
             title: str | None = None, reference: str | Path | None = None,
-            reference_gap: float | None = None) -> dict[str, Any]:
+            reference_gap: float | None = None, baseline: str | None = None) -> dict[str, Any]:
     """Plot the grouped curves of ``runs`` into ``out`` (png/svg/pdf); returns final mean ± std per group.
 
     ``reference=`` adds the published curves of the runs' envs from a scores file (see the module doc); the
     result then also holds, per reference curve, its round nearest to the last step the runs of its env reached.
+    ``baseline=`` (a part of a label: ``scratch``, a preset, ``actor.grad=dynamics``) adds ``"versus"``: each
+    other setting's runs against the baseline's of the same env (:func:`versus`).
     """
     if not runs:
         raise ValueError("compare needs at least one run folder")
@@ -267,11 +273,52 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
         writer.writeheader()
         writer.writerows(rows)
     result = {"plot": str(out), "points": str(out.with_suffix(".csv")), "final": table}
+    if baseline is not None:
+        result["versus"] = versus(groups, baseline)
     if refs:
         result["reference"] = ref_table
     if randoms:
         result["random"] = randoms
     return result
+
+
+def versus(groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], baseline: str) -> dict[str, dict[str, Any]]:
+    """Each setting's runs against the ``baseline`` setting's runs of the same env, over the evaluations they all
+    made: per run the mean of its curve there (steadier than its last evaluation alone), then the mean ± std of
+    those over each side's seeds, the probability that a run beats a baseline run and the one-sided permutation
+    p-value of the gap (:mod:`wmlab.eval.stats`). ``groups`` maps labels to their runs' ``(env_steps, values)``."""
+    from wmlab.eval.stats import permutation_p_value, probability_of_improvement
+
+    by_env: dict[str, list[str]] = {}
+    for label in groups:
+        by_env.setdefault(label.split(" · ")[0], []).append(label)
+    found: dict[str, dict[str, Any]] = {}
+    for env, labels in by_env.items():
+        bases = [label for label in labels if baseline in label.split(" · ")[1:]]
+        if len(bases) != 1:
+            raise ValueError(f"baseline={baseline!r} names {len(bases)} settings of {env} "
+                             f"({', '.join(bases or labels)}); give a part of exactly one label (method, preset or "
+                             "a distinguishing key=value)")
+        base = bases[0]
+        for label in labels:
+            if label == base:
+                continue
+            curves = groups[label] + groups[base]
+            steps = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
+            if not steps:
+                raise ValueError(f"{label} and {base} share no evaluation step to compare at")
+
+            def averages(members: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+                return [float(np.mean([v[list(s).index(x)] for x in steps])) for s, v in members]
+
+            ours, theirs = averages(groups[label]), averages(groups[base])
+            found[label] = {"baseline": base, "env_steps": [int(x) for x in steps],
+                            "average": float(np.mean(ours)), "average_std": float(np.std(ours)),
+                            "baseline_average": float(np.mean(theirs)), "baseline_std": float(np.std(theirs)),
+                            "runs": len(ours), "baseline_runs": len(theirs),
+                            "p_improvement": probability_of_improvement(ours, theirs),
+                            "p_value": permutation_p_value(ours, theirs)}
+    return found
 
 
 def _random_baselines(runs: Sequence[str | Path]) -> dict[str, dict[str, float]]:
