@@ -79,7 +79,8 @@ def main() -> None:
                         help="env steps per agent step (steps and rates below count agent steps, one frame each)")
     parser.add_argument("--render", choices=["fast", "full"], default="fast",
                         help="MuJoCo frames: fast (no shadows or multisampling, the default) or full (the suite's own)")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/collect[_quick].json; the .md beside it)")
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/collect[_quick].json; the .md beside it)")
     args = parser.parse_args()
     loop_steps, episode_steps = (30, 20) if args.quick else (1000, 250)
     rows = []
@@ -95,8 +96,8 @@ def main() -> None:
     lines += [f"| {r['env']} | {r['mode']} | {r['action_repeat']} | {r['steps']} | {r['seconds']:.1f} | "
               f"{r['steps_per_s']:.0f} |" for r in rows]
     out = args.out or HERE / "results" / ("collect_quick.json" if args.quick else "collect.json")
-    write_results(out, "\n".join(lines), run_meta(args.quick, image=[64, 64], action_repeat=repeat, render=args.render),
-                  rows=rows)
+    meta = run_meta(args.quick, image=[64, 64], action_repeat=repeat, render=args.render)
+    write_results(out, "\n".join(lines), meta, rows=rows)
 
 
 if __name__ == "__main__":

@@ -89,13 +89,14 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         steps = sorted(set.intersection(*({r["env_step"] for r in rs} for rs in members.values())))
         by_step = {name: {r["env_step"]: r for r in rs} for name, rs in members.items()}
         success = [[by_step[name][s]["success"] for name in members] for s in steps]
-        averages = [sum(by_step[name][s]["success"] for s in steps) / len(steps) for name in members]
+        curves = [[by_step[name][s]["success"] for s in steps] for name in members]
+        averages = [sum(curve) / len(curve) for curve in curves]
         # Runs recorded earlier may lack a return; the final return is over the runs that have one.
         finals = [r for r in (by_step[name][steps[-1]]["return"] for name in members) if not math.isnan(r)]
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
-            "curves": [[by_step[name][s]["success"] for s in steps] for name in members], "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
+            "curves": curves, "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
             "return_mean": sum(finals) / len(finals) if finals else math.nan,
             "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
