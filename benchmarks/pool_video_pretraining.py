@@ -5,7 +5,8 @@ json. This reads the per-run curves those jsons keep (``"runs"``), plus optional
 earlier (columns ``run,method,seed,env_step,success,return,machine``; ``return`` may be empty, and the final
 return is then over the runs that have one), and writes, for every method, the mean ± std over its seeds at
 each evaluation step and averaged over the evaluations, and how its runs' averages compare with scratch's (the
-probability that one of its runs beats one of scratch's, and a one-sided permutation p-value of the difference):
+probability that one of its runs beats one of scratch's, and a one-sided permutation p-value of the difference),
+in success and in return (the steadier signal where few episodes succeed):
 
     python benchmarks/pool_video_pretraining.py benchmarks/results/video_pretraining_seed2.json \\
         --earlier benchmarks/results/video_pretraining_runs_earlier.csv --out benchmarks/results/video_pretraining_pooled
@@ -76,10 +77,11 @@ def task_of(run: str) -> str:
 
 
 def pool(rows: list[dict]) -> dict[str, dict]:
-    """``{method: {"seeds", "steps", "mean", "std", "curves", "average_mean", "average_std", "return_mean",
-    "return_std", "return_runs", "machines"}}`` over the steps all its runs evaluated at (``curves``: each run's
-    success there); ``average_*`` are over the runs' success averaged over those evaluations, a steadier summary
-    than any one evaluation of 10 episodes."""
+    """``{method: {"seeds", "steps", "mean", "std", "curves", "return_curves", "average_mean", "average_std",
+    "return_mean", "return_std", "return_runs", "machines"}}`` over the steps all its runs evaluated at
+    (``curves``: each run's success there; ``return_curves``: the return of the runs that kept it at every one);
+    ``average_*`` are over the runs' success averaged over those evaluations, a steadier summary than any one
+    evaluation of 10 episodes."""
     runs: dict[str, dict[str, list[dict]]] = {}
     for row in rows:
         runs.setdefault(row["method"], {}).setdefault(row["run"], []).append(row)
@@ -90,13 +92,15 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         by_step = {name: {r["env_step"]: r for r in rs} for name, rs in members.items()}
         success = [[by_step[name][s]["success"] for name in members] for s in steps]
         curves = [[by_step[name][s]["success"] for s in steps] for name in members]
+        return_curves = [curve for curve in ([by_step[name][s]["return"] for s in steps] for name in members)
+                         if not any(math.isnan(r) for r in curve)]
         averages = [sum(curve) / len(curve) for curve in curves]
         # Runs recorded earlier may lack a return; the final return is over the runs that have one.
         finals = [r for r in (by_step[name][steps[-1]]["return"] for name in members) if not math.isnan(r)]
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
-            "curves": curves, "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
+            "curves": curves, "return_curves": return_curves, "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
             "return_mean": sum(finals) / len(finals) if finals else math.nan,
             "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
@@ -104,17 +108,28 @@ def pool(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def against_scratch(method: dict, scratch: dict) -> tuple[float, float]:
+def averages(method: dict, steps: set[int], key: str = "curves") -> list[float]:
+    """Each run's ``key`` curve (``curves``: success, ``return_curves``: return) averaged over ``steps``."""
+    keep = [i for i, s in enumerate(method["steps"]) if s in steps]
+    return [sum(curve[i] for i in keep) / len(keep) for curve in method[key]]
+
+
+def against_scratch(method: dict, scratch: dict, key: str = "curves") -> tuple[float, float] | None:
     """The probability that a run of ``method`` beats one of ``scratch`` and the one-sided permutation p-value,
-    each run scored by its success averaged over the evaluations both methods' runs made."""
+    each run scored by its ``key`` curve averaged over the evaluations both methods' runs made (``None`` when
+    either side has no run with that curve)."""
     steps = set(method["steps"]) & set(scratch["steps"])
-
-    def averages(m: dict) -> list[float]:
-        keep = [i for i, s in enumerate(m["steps"]) if s in steps]
-        return [sum(curve[i] for i in keep) / len(keep) for curve in m["curves"]]
-
-    ours, theirs = averages(method), averages(scratch)
+    ours, theirs = averages(method, steps, key), averages(scratch, steps, key)
+    if not ours or not theirs:
+        return None
     return probability_of_improvement(ours, theirs), permutation_p_value(ours, theirs)
+
+
+def against_cell(method: str, pooled: dict, key: str) -> str:
+    if method == "scratch" or "scratch" not in pooled:
+        return "–"
+    found = against_scratch(pooled[method], pooled["scratch"], key)
+    return "–" if found is None else f"{found[0]:.2f}, p = {found[1]:.2f}"
 
 
 def _std(values: list[float]) -> float:
@@ -159,7 +174,8 @@ def main() -> None:
     steps = " / ".join(f"{s:,}" for s in next(iter(pooled.values()))["steps"])
     lines = [f"metaworld:{task}", "", f"| method | seeds | success at {steps} env steps (mean ± std) | "
              "success averaged over them (mean ± std) | vs scratch: P(run beats a scratch run), p | "
-             "final return (mean ± std) | machines |", "|---|---|---|---:|---:|---:|---|"]
+             "final return (mean ± std) | return averaged over the evaluations (mean ± std) | "
+             "vs scratch in return: P, p | machines |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
     machines = sorted({name for m in pooled.values() for name in m["machines"]})  # numbered, named below
     for method, m in pooled.items():
         cells = " / ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m["mean"], m["std"]))
@@ -168,12 +184,12 @@ def main() -> None:
         final = "–" if k == 0 else f"{m['return_mean']:.0f} ± {m['return_std']:.0f}"
         final += f" ({k} of {n} seeds)" if 0 < k < n else ""
         average = f"{m['average_mean']:.2f} ± {m['average_std']:.2f}"
-        against = "–"
-        if method != "scratch" and "scratch" in pooled:
-            better, p = against_scratch(m, pooled["scratch"])
-            against = f"{better:.2f}, p = {p:.2f}"
-        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | {average} | {against} | {final} | "
-                     f"{where} |")
+        returns = averages(m, set(m["steps"]), "return_curves")
+        return_average = "–" if not returns else f"{sum(returns) / len(returns):.0f} ± {_std(returns):.0f}"
+        return_average += f" ({len(returns)} of {n} seeds)" if 0 < len(returns) < n else ""
+        lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {cells} | {average} | "
+                     f"{against_cell(method, pooled, 'curves')} | {final} | {return_average} | "
+                     f"{against_cell(method, pooled, 'return_curves')} | {where} |")
     lines += ["", "Machines: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(machines)) + "."]
     args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

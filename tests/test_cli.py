@@ -14,6 +14,7 @@ import torch
 
 from wmlab.cli import main
 from wmlab.data import EpisodeStore, make_flags
+from wmlab.eval.stats import permutation_p_value, probability_of_improvement
 
 
 def moving_square_store(root: Path, episodes: int = 8, length: int = 24, size: int = 16) -> Path:
@@ -339,6 +340,12 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     cell = f"{0.5:.2f} ± {abs(1.0 - 2 * last) / 2:.2f} |"  # the runs share one evaluation: its average is it
     assert apv.count(cell) == 2 and apv.endswith("| 1, 2 |")
     assert "nan" not in apv and " ± 0 (1 of 2 seeds) |" in apv  # the earlier run kept no return
+    # In return too, over the evaluation both apv runs made; the run that kept no return is left out.
+    ret = {name: dict(zip(c["eval/return_mean"]["env_steps"], c["eval/return_mean"]["values"]))
+           for name, c in runs.items()}
+    ours, theirs = [ret["reach_apv_s0"][60]], [ret["reach_scratch_s0"][60]]
+    assert (f"| {ours[0]:.0f} ± 0 (1 of 2 seeds) | {probability_of_improvement(ours, theirs):.2f}, "
+            f"p = {permutation_p_value(ours, theirs):.2f} | 1, 2 |") in apv
     assert table[-1].startswith("Machines: 1: ") and table[-1].endswith("; 2: elsewhere.")  # sorted by name
     assert any(line.startswith("| scratch | 0 |") for line in table)
     assert (tmp_path / "pooled_success.png").stat().st_size > 0
