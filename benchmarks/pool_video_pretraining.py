@@ -94,13 +94,14 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         curves = [[by_step[name][s]["success"] for s in steps] for name in members]
         return_curves = [curve for curve in ([by_step[name][s]["return"] for s in steps] for name in members)
                          if not any(math.isnan(r) for r in curve)]
-        averages = [sum(curve) / len(curve) for curve in curves]
+        run_means = [sum(curve) / len(curve) for curve in curves]  # each run's success over the evaluations
         # Runs recorded earlier may lack a return; the final return is over the runs that have one.
         finals = [r for r in (by_step[name][steps[-1]]["return"] for name in members) if not math.isnan(r)]
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
-            "curves": curves, "return_curves": return_curves, "average_mean": sum(averages) / len(averages), "average_std": _std(averages),
+            "curves": curves, "return_curves": return_curves,
+            "average_mean": sum(run_means) / len(run_means), "average_std": _std(run_means),
             "return_mean": sum(finals) / len(finals) if finals else math.nan,
             "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
