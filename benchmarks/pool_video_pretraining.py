@@ -77,11 +77,10 @@ def task_of(run: str) -> str:
 
 
 def pool(rows: list[dict]) -> dict[str, dict]:
-    """``{method: {"seeds", "steps", "mean", "std", "curves", "return_curves", "average_mean", "average_std",
-    "return_mean", "return_std", "return_runs", "machines"}}`` over the steps all its runs evaluated at
-    (``curves``: each run's success there; ``return_curves``: the return of the runs that kept it at every one);
-    ``average_*`` are over the runs' success averaged over those evaluations, a steadier summary than any one
-    evaluation of 10 episodes."""
+    """``{method: {"seeds", "steps", "mean", "std", "curves", "return_curves", "return_mean", "return_std",
+    "return_runs", "machines"}}`` over the steps all its runs evaluated at (``curves``: each run's success there;
+    ``return_curves``: the return of the runs that kept it at every one; ``averages`` reduces either to each
+    run's average over the evaluations, a steadier summary than any one evaluation of 10 episodes)."""
     runs: dict[str, dict[str, list[dict]]] = {}
     for row in rows:
         runs.setdefault(row["method"], {}).setdefault(row["run"], []).append(row)
@@ -94,14 +93,12 @@ def pool(rows: list[dict]) -> dict[str, dict]:
         curves = [[by_step[name][s]["success"] for s in steps] for name in members]
         return_curves = [curve for curve in ([by_step[name][s]["return"] for s in steps] for name in members)
                          if not any(math.isnan(r) for r in curve)]
-        run_means = [sum(curve) / len(curve) for curve in curves]  # each run's success over the evaluations
         # Runs recorded earlier may lack a return; the final return is over the runs that have one.
         finals = [r for r in (by_step[name][steps[-1]]["return"] for name in members) if not math.isnan(r)]
         out[method] = {
             "seeds": sorted(by_step[name][steps[-1]]["seed"] for name in members), "steps": steps,
             "mean": [sum(v) / len(v) for v in success], "std": [_std(v) for v in success],
             "curves": curves, "return_curves": return_curves,
-            "average_mean": sum(run_means) / len(run_means), "average_std": _std(run_means),
             "return_mean": sum(finals) / len(finals) if finals else math.nan,
             "return_std": _std(finals) if finals else math.nan, "return_runs": len(finals),
             "machines": sorted({r["machine"] for rs in members.values() for r in rs}),
@@ -184,7 +181,8 @@ def main() -> None:
         n, k = len(m["seeds"]), m["return_runs"]
         final = "–" if k == 0 else f"{m['return_mean']:.0f} ± {m['return_std']:.0f}"
         final += f" ({k} of {n} seeds)" if 0 < k < n else ""
-        average = f"{m['average_mean']:.2f} ± {m['average_std']:.2f}"
+        successes = averages(m, set(m["steps"]))
+        average = f"{sum(successes) / len(successes):.2f} ± {_std(successes):.2f}"
         returns = averages(m, set(m["steps"]), "return_curves")
         return_average = "–" if not returns else f"{sum(returns) / len(returns):.0f} ± {_std(returns):.0f}"
         return_average += f" ({len(returns)} of {n} seeds)" if 0 < len(returns) < n else ""
