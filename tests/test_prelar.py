@@ -253,3 +253,39 @@ def test_gaussian_latent_actions_with_a_kl_bottleneck(one_thread):
     fine = model(spec(action_dim=2), seed=1, **{"latent_action.kl": 0.5})
     fine.load_state_dict(m.state_dict(), strict=False)
     assert "latent_action_align" in fine.loss(squares(3, 5, seed=12))[1]
+
+
+FROZEN = {"latent_action.freeze": True}
+
+
+@pytest.mark.parametrize("kind", [{}, DISCRETE_LA, {"latent_action.kl": 0.5}], ids=["tanh", "codes", "gaussian"])
+def test_frozen_latent_action_model_at_finetuning(kind):
+    pre = model(spec(), **kind)
+    pre.loss(squares(3, 5, seed=13, with_action=False))  # a pretrained LAM (and a codebook that has moved)
+    fine = model(spec(action_dim=2), seed=1, **kind, **FROZEN)
+    fine.load_state_dict(pre.state_dict(), strict=False)
+    fine.train()
+    assert fine.training and not fine.actions.lam.training  # train() leaves the fixed LAM in eval mode
+    lam_before = {n: p.detach().clone() for n, p in fine.named_parameters() if n.startswith("actions.lam.")}
+    buffers_before = {n: b.clone() for n, b in fine.named_buffers() if n.startswith("actions.lam.")}
+    batch = squares(3, 5, seed=14)
+    loss, metrics = fine.loss(batch)
+    assert torch.isfinite(loss) and "latent_action_align" in metrics
+    assert not {"latent_action_nce", "latent_action_commit", "latent_action_kl"} & set(metrics)
+    loss.backward()  # the whole fine-tuning loss: nothing reaches the LAM, the action encoder learns
+    assert all(g is None for g in lam_grads(fine).values())
+    enc = [p.grad for n, p in fine.named_parameters() if n.startswith("actions.action_encoder.")]
+    assert enc and all(g is not None for g in enc) and sum(g.abs().sum() for g in enc) > 0
+    fine.zero_grad()
+    # The target is deterministic (the Gaussian's mean), so the alignment can be driven down.
+    align = descend([p for p in fine.parameters() if p.requires_grad],
+                    lambda: fine.actions.aux_losses(batch)["latent_action_align"][1], steps=30, lr=1e-2)
+    assert align[-1] < 0.5 * align[0], align
+    assert all(torch.equal(p, lam_before[n]) for n, p in fine.named_parameters() if n in lam_before)
+    assert all(torch.equal(b, buffers_before[n]) for n, b in fine.named_buffers() if n in buffers_before)
+    assert all(torch.equal(fine.state_dict()[k], pre.state_dict()[k]) for k in lam_before)
+
+
+def test_freezing_the_latent_action_model_in_pretraining_is_a_clear_error():
+    with pytest.raises(ValueError, match="latent_action.freeze=true .* no actions"):
+        model(spec(), **FROZEN)

@@ -182,8 +182,9 @@ def test_methods_are_config_and_errors_are_clear(tmp_path):
     assert cfg.method == "none" and not cfg.agent.world_model.stack
 
 
-@pytest.mark.parametrize("codes", [0, 4], ids=["continuous", "discrete"])
-def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, frames_store, one_thread, codes):
+@pytest.mark.parametrize("codes,freeze", [(0, False), (4, False), (0, True)], ids=["continuous", "discrete", "frozen"])
+def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, frames_store, one_thread, codes,
+                                                                       freeze):
     pre = tmp_path / "pre"
     sizes = {"model.latent_action.dim": 4, "model.latent_action.depth": 4, "model.latent_action.units": 32,
              "model.latent_action.codes": codes}
@@ -191,7 +192,8 @@ def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, 
                     **{"trainer.steps": 3, "trainer.ckpt_every": 3, "trainer.eval_every": 0, **sizes})
     assert "train/latent_action_nce" in out
     _, cfg = api.prepare_run("dreamer", preset="debug", method="prelar", init=str(pre), run_dir=str(tmp_path / "ft"),
-                             **{k.replace("model.", "agent.world_model."): v for k, v in sizes.items()})
+                             **{k.replace("model.", "agent.world_model."): v for k, v in sizes.items()},
+                             **{"agent.world_model.latent_action.freeze": freeze})
     spec = json.loads((pre / "spec.json").read_text())
     agent = DreamerAgent(cfg.agent, {**spec, "action_dim": 1})
     report = load_world_model(agent, str(pre))
@@ -204,6 +206,8 @@ def test_prelar_pretrain_then_finetune_reuses_the_latent_action_model(tmp_path, 
         torch.testing.assert_close(agent.wm.actions.lam.vq.embed, saved[key])
     loss, metrics = agent.loss({**batch_for(), "image": batch_for()["image"], "action": torch.rand(2, 6, 1)})
     assert "wm/latent_action_align" in metrics and torch.isfinite(loss)
+    assert ("wm/latent_action_nce" in metrics) != freeze  # a fixed LAM trains no InfoNCE
+    assert all(p.requires_grad != freeze for p in agent.wm.actions.lam.parameters())
     obs = {"image": np.zeros((16, 16, 3), np.uint8)}
     action, _ = agent.act(obs, None)
     assert action.shape == (1,)

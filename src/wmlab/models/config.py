@@ -96,6 +96,9 @@ class LatentActionConfig:
     contrastive: float = doc(1.0, "scale of the InfoNCE loss that makes latent actions identify their transition")
     temperature: float = doc(0.1, "InfoNCE temperature")
     align: float = doc(1.0, "fine-tuning: scale of the loss pulling encoded real actions onto inferred ones")
+    freeze: bool = doc(False, "fine-tuning: keep the pretrained latent action model fixed (eval mode, no "
+                              "gradient, no InfoNCE or bottleneck term); only the action encoder learns, aligned "
+                              "to its latent actions. Cheaper per update; an error in pretraining")
 
 
 @dataclass

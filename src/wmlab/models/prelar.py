@@ -21,6 +21,9 @@ the output is quantised to the nearest of ``N`` unit-norm codes (EMA codebook, s
 a commitment loss ``latent_action_commit``), and encoded real actions are unit-norm vectors aligned to them.
 
 The mode follows the data spec at construction: actions in the spec → fine-tuning, none → pretraining.
+By default the LAM keeps learning at fine-tuning (InfoNCE on the new task's frames; the alignment target is
+detached). ``latent_action.freeze=true`` fixes it instead: its parameters take no gradient, it runs in eval mode
+(the Gaussian's mean, a still codebook) without building a graph, and only the alignment term remains.
 The LAM's parameters (``lam.*``) are named identically in both modes, so a pretrained checkpoint's LAM
 loads into a fine-tuning model; ``action_encoder.*`` exists only in fine-tuning mode.
 
@@ -35,6 +38,7 @@ Shape legend: ``B`` batch, ``T`` time, ``H,W,C`` image, ``E`` frame embedding, `
 from __future__ import annotations
 
 import weakref
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -147,7 +151,21 @@ class LatentActions(ActionInput):
         self.action_encoder: MLP | None = None
         if self.finetune:
             self.action_encoder = MLP(self.action_size, la.dim, la.layers, la.units, cfg.norm, cfg.act)
+        self.frozen = bool(la.freeze)
+        if self.frozen and not self.finetune:
+            raise ValueError("latent_action.freeze=true fixes the latent action model at fine-tuning, but the data "
+                             "spec has no actions (pretraining), where that model is what learns; leave it false "
+                             "to pretrain")
+        if self.frozen:
+            self.lam.requires_grad_(False)
+            self.lam.eval()
         self._cache: tuple[tuple[Any, ...], Tensor, Tensor, Tensor, Tensor | None] | None = None
+
+    def train(self, mode: bool = True) -> "LatentActions":
+        super().train(mode)
+        if self.frozen:
+            self.lam.eval()  # a fixed LAM: deterministic latent actions, a codebook that does not move
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
         # The cache holds a weak reference and non-leaf tensors: never copy or pickle it.
@@ -185,8 +203,9 @@ class LatentActions(ActionInput):
         valid = torch.ones(b, max(t - 1, 0), dtype=torch.bool, device=image.device)
         if "is_first" in batch:  # o_{t+1} starting a new episode is no successor of o_t
             valid = valid & ~batch["is_first"][:, 1:].to(device=image.device, dtype=torch.bool)
-        embed = self.lam.embed(image)
-        z, commit = self.lam.latent(embed, valid)
+        with torch.no_grad() if self.frozen else nullcontext():
+            embed = self.lam.embed(image)
+            z, commit = self.lam.latent(embed, valid)
         self._cache = (key, z, embed, valid, commit)
         return z, embed, valid, commit
 
@@ -238,11 +257,13 @@ class LatentActions(ActionInput):
     def aux_losses(self, batch: dict[str, Tensor]) -> dict[str, tuple[float, Tensor]]:
         z, embed, valid, commit = self._infer(batch)
         self._cache = None  # consumed: do not keep the graph alive past the loss
-        terms = {"latent_action_nce": (self.scale_nce, self.lam.nce(embed, z, valid, self.temperature))}
-        if commit is not None and self.lam.gaussian:
-            terms["latent_action_kl"] = (self.kl_scale, commit)
-        elif commit is not None:
-            terms["latent_action_commit"] = (1.0, commit)  # β is inside
+        terms: dict[str, tuple[float, Tensor]] = {}
+        if not self.frozen:
+            terms["latent_action_nce"] = (self.scale_nce, self.lam.nce(embed, z, valid, self.temperature))
+            if commit is not None and self.lam.gaussian:
+                terms["latent_action_kl"] = (self.kl_scale, commit)
+            elif commit is not None:
+                terms["latent_action_commit"] = (1.0, commit)  # β is inside
         if self.finetune and "action" in batch:
             action = batch["action"][:, :-1]
             err = (self.encode(action) - z[:, :-1].detach()).pow(2).mean(-1)  # [B,T-1]
