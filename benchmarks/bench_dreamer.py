@@ -10,6 +10,13 @@ slow-critic update.
     python benchmarks/bench_dreamer.py --compile          # add torch.compile rows (adds compile time)
     python benchmarks/bench_dreamer.py --quick            # tiny batch, one step: proves the script runs
 
+``--methods`` times the fine-tuning agent of each video-pretraining method (``wmlab.jobs.methods``) with random
+weights, and an entry ``method+key=value+...`` adds agent settings to one of them; ``--set`` adds settings to
+every agent (e.g. the sizes the video-pretraining benchmark narrows the world model to):
+
+    python benchmarks/bench_dreamer.py --presets dreamerv2_metaworld --modes fp32 --length 32 \
+        --methods none,prelar,prelar+world_model.latent_action.freeze=true --set world_model.rssm.deter=200
+
 Writes markdown to stdout and benchmarks/results/dreamer.md, JSON to dreamer.json.
 """
 
@@ -36,11 +43,30 @@ from bench_world_model import (  # noqa: E402
 from report import run_meta, write_results  # noqa: E402
 
 
-def build(preset: str, size: int, device: torch.device) -> Any:
+def parse_method(entry: str) -> tuple[str, dict[str, str]]:
+    """``method[+key=value...]`` → the method name and its extra agent settings."""
+    from wmlab import config as C
+
+    method, *extra = entry.split("+")
+    try:
+        return method, C.parse_overrides(extra)
+    except C.ConfigError as e:
+        raise SystemExit(f"--methods entry {entry!r}: {e} (write method+key=value+...)") from None
+
+
+def build(preset: str, size: int, device: torch.device, method: str = "none",
+          overrides: dict[str, str] | None = None) -> Any:
     from wmlab import config as C
     from wmlab.agents import PRESETS, AgentConfig, DreamerAgent
+    from wmlab.jobs.methods import phase
 
     cfg = C.resolve(AgentConfig(), PRESETS, preset, {})
+    if method != "none":
+        methods = phase("finetune")
+        if method not in methods:
+            raise SystemExit(f"--methods: unknown method {method!r}; choose none or one of {', '.join(methods)}")
+        cfg = C.apply(cfg, C.flatten(methods[method].get("agent", {})))
+    cfg = C.apply(cfg, overrides or {})
     spec = {"image": (size, size, 3), "action_dim": 6, "action_discrete": False, "num_actions": None,
             "proprio_dim": None, "keys": ["image", "action", "reward", "is_first", "is_terminal"]}
     torch.manual_seed(0)
@@ -111,18 +137,29 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd steps")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--length", type=int, default=None, help="steps per window (default 64; --quick 8)")
+    parser.add_argument("--methods", default="none",
+                        help="fine-tuning agents to time: none (plain Dreamer) or video-pretraining methods, each "
+                             "optionally method+key=value+... (comma-separated)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="agent setting applied to every timed agent (repeatable)")
     add_run_arguments(parser, "dreamer")
     args, memory, modes = parse_run_arguments(parser, "dreamer")
     device = torch.device(args.device)
     quick = args.quick
     b, t = (2, 8) if quick else (16, 64)
+    t = args.length or t
+    from wmlab import config as C
+
+    common = C.parse_overrides(args.set)
+    variants = [(entry, *parse_method(entry)) for entry in args.methods.split(",")]
     steps = args.steps or (1 if quick else 3)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 1)
     batch = synthetic_batch(b, t, 64, 6, device=device)
     batch["reward"] = batch["reward"].abs()
     rows = []
-    for preset in args.presets.split(","):
-        agent, opt = build(preset, 64, device)
+    for preset, (label, method, extra) in ((p, v) for p in args.presets.split(",") for v in variants):
+        agent, opt = build(preset, 64, device, method, {**common, **extra})
         params = {"world_model": sum(p.numel() for p in agent.wm.parameters()),
                   "actor_critic": sum(p.numel() for p in agent.task.parameters() if p.requires_grad)}
         for mode, dtype in modes.items():
@@ -139,22 +176,25 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                 split = split_times(agent, batch, dtype)
                 rate = imagine_rate(agent, b * t, dtype, device)
-                row = {"preset": preset, "mode": mode, "compile": compiled, "ms_per_step": 1e3 * statistics.median(times),
+                row = {"preset": preset, "method": label, "mode": mode, "compile": compiled, "ms_per_step": 1e3 * statistics.median(times),
                        "ms_min": 1e3 * min(times), "warmup_s": first, "wm_ms": 1e3 * split["world_model_s"],
                        "ac_ms": 1e3 * split["actor_critic_s"], "imagined_steps_per_s": rate, **params}
                 rows.append(row)
-                print(f"  {preset} {mode}{' compile' if compiled else ''}: {row['ms_per_step']:.0f} ms/step "
+                print(f"  {preset} {label} {mode}{' compile' if compiled else ''}: {row['ms_per_step']:.0f} ms/step "
                       f"(wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
                       file=sys.stderr, flush=True)
     threads = f"{torch.get_num_threads()} threads, " if device.type == "cpu" else ""
-    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}", "",
-             "| preset | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
-             "imagined steps/s |", "|---|---|---|---|---:|---:|---:|---:|"]
+    settings = f", settings {' '.join(args.set)}" if args.set else ""
+    lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}"
+             f"{settings}", "",
+             "| preset | method | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
+             "imagined steps/s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['world_model'] / 1e6:.2f}M / {r['actor_critic'] / 1e6:.2f}M | "
+        lines.append(f"| {r['preset']} | {r['method']} | {r['world_model'] / 1e6:.2f}M / {r['actor_critic'] / 1e6:.2f}M | "
                      f"{r['mode']} | {'yes' if r['compile'] else 'no'} | {r['ms_per_step']:.0f} | {r['wm_ms']:.0f} | "
                      f"{r['ac_ms']:.0f} | {r['imagined_steps_per_s']:.0f} |")
-    meta = run_meta(quick, batch=b, length=t, steps=steps, device=device_name(device), memory=memory)
+    meta = run_meta(quick, batch=b, length=t, steps=steps, device=device_name(device), memory=memory,
+                    settings=args.set)
     write_results(args.out, "\n".join(lines), meta, rows=rows)
 
 

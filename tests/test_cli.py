@@ -290,6 +290,25 @@ def test_pretraining_benchmark_runs_quick(tmp_path):
     assert "QUICK" in out.with_suffix(".md").read_text()
 
 
+def test_dreamer_benchmark_times_fine_tuning_methods_quick(tmp_path):
+    out = tmp_path / "dreamer.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dreamer.py"
+    base = [sys.executable, str(script), "--quick", "--presets", "debug", "--modes", "fp32", "--out", str(out)]
+    frozen = "prelar+world_model.latent_action.freeze=true"
+    done = subprocess.run([*base, "--methods", f"none,{frozen}", "--set", "world_model.rssm.deter=24"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [r["method"] for r in rows] == ["none", frozen] and all(r["ms_per_step"] > 0 for r in rows)
+    assert rows[1]["world_model"] > rows[0]["world_model"]  # the latent action model and action encoder
+    assert result["meta"]["settings"] == ["world_model.rssm.deter=24"]
+    assert f"| debug | {frozen} |" in out.with_suffix(".md").read_text()
+    for entry, message in (("prelar+freeze", "not key=value"), ("nope", "unknown method 'nope'")):
+        bad = subprocess.run([*base, "--methods", entry], capture_output=True, text=True, timeout=300)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-2000:]
+
+
 def test_store_and_collect_benchmarks_record_the_machine(tmp_path):
     """The two benchmarks that measure in worker processes write the same json + markdown as the others, with the
     CPU model: their figures are compared across hosts."""
