@@ -12,7 +12,8 @@ slow-critic update.
 
 ``--methods`` times the fine-tuning agent of each video-pretraining method (``wmlab.jobs.methods``) with random
 weights, and an entry ``method+key=value+...`` adds agent settings to one of them; ``--set`` adds settings to
-every agent (e.g. the sizes the video-pretraining benchmark narrows the world model to):
+every agent (e.g. the sizes the video-pretraining benchmark narrows the world model to). The variants of a
+preset take their timed steps in turn, one each per round, so a load on a shared host falls on all of them alike:
 
     python benchmarks/bench_dreamer.py --presets dreamerv2_metaworld --modes fp32 --length 32 \
         --methods none,prelar,prelar+world_model.latent_action.freeze=true --set world_model.rssm.deter=200
@@ -158,31 +159,39 @@ def main() -> None:
     batch = synthetic_batch(b, t, 64, 6, device=device)
     batch["reward"] = batch["reward"].abs()
     rows = []
-    for preset, (label, method, extra) in ((p, v) for p in args.presets.split(",") for v in variants):
-        agent, opt = build(preset, 64, device, method, {**common, **extra})
-        params = {"world_model": sum(p.numel() for p in agent.wm.parameters()),
-                  "actor_critic": sum(p.numel() for p in agent.task.parameters() if p.requires_grad)}
+    for preset in args.presets.split(","):
+        built = []  # every variant of a preset is timed in turn, step by step: they share whatever load the host has
+        for label, method, extra in variants:
+            agent, opt = build(preset, 64, device, method, {**common, **extra})
+            params = {"world_model": sum(p.numel() for p in agent.wm.parameters()),
+                      "actor_critic": sum(p.numel() for p in agent.task.parameters() if p.requires_grad)}
+            built.append((label, agent, opt, params))
         for mode, dtype in modes.items():
             for compiled in ([False, True] if args.compile else [False]):
-                step = make_step(agent, opt, batch, dtype, compiled)
-                t0 = time.perf_counter()
-                for _ in range(warmup):
-                    step()
-                first = time.perf_counter() - t0
-                times = []
-                for _ in range(steps):
+                fns = [make_step(agent, opt, batch, dtype, compiled) for _, agent, opt, _ in built]
+                first = []
+                for step in fns:
                     t0 = time.perf_counter()
-                    step()
-                    times.append(time.perf_counter() - t0)
-                split = split_times(agent, batch, dtype)
-                rate = imagine_rate(agent, b * t, dtype, device)
-                row = {"preset": preset, "method": label, "mode": mode, "compile": compiled, "ms_per_step": 1e3 * statistics.median(times),
-                       "ms_min": 1e3 * min(times), "warmup_s": first, "wm_ms": 1e3 * split["world_model_s"],
-                       "ac_ms": 1e3 * split["actor_critic_s"], "imagined_steps_per_s": rate, **params}
-                rows.append(row)
-                print(f"  {preset} {label} {mode}{' compile' if compiled else ''}: {row['ms_per_step']:.0f} ms/step "
-                      f"(wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
-                      file=sys.stderr, flush=True)
+                    for _ in range(warmup):
+                        step()
+                    first.append(time.perf_counter() - t0)
+                times: list[list[float]] = [[] for _ in fns]
+                for _ in range(steps):
+                    for i, step in enumerate(fns):
+                        t0 = time.perf_counter()
+                        step()
+                        times[i].append(time.perf_counter() - t0)
+                for (label, agent, _, params), ts, warm in zip(built, times, first):
+                    split = split_times(agent, batch, dtype)
+                    rate = imagine_rate(agent, b * t, dtype, device)
+                    row = {"preset": preset, "method": label, "mode": mode, "compile": compiled,
+                           "ms_per_step": 1e3 * statistics.median(ts), "ms_min": 1e3 * min(ts), "warmup_s": warm,
+                           "wm_ms": 1e3 * split["world_model_s"], "ac_ms": 1e3 * split["actor_critic_s"],
+                           "imagined_steps_per_s": rate, **params}
+                    rows.append(row)
+                    print(f"  {preset} {label} {mode}{' compile' if compiled else ''}: {row['ms_per_step']:.0f} "
+                          f"ms/step (wm {row['wm_ms']:.0f} + ac {row['ac_ms']:.0f}), {rate:.0f} imagined steps/s",
+                          file=sys.stderr, flush=True)
     threads = f"{torch.get_num_threads()} threads, " if device.type == "cpu" else ""
     settings = f", settings {' '.join(args.set)}" if args.set else ""
     lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}"
