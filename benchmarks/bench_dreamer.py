@@ -196,11 +196,12 @@ def main() -> None:
     settings = f", settings {' '.join(args.set)}" if args.set else ""
     lines = [f"Dreamer full train step, batch {b}×{t}, 64×64, horizon 15, {threads}{device_name(device)}, {memory}"
              f"{settings}", "",
-             "| preset | method | params (WM / AC) | precision | compile | ms/step | world model ms | actor-critic ms | "
-             "imagined steps/s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
+             "| preset | method | params (WM / AC) | precision | compile | ms/step | world model ms | "
+             "actor-critic ms | imagined steps/s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['method']} | {r['world_model'] / 1e6:.2f}M / {r['actor_critic'] / 1e6:.2f}M | "
-                     f"{r['mode']} | {'yes' if r['compile'] else 'no'} | {r['ms_per_step']:.0f} | {r['wm_ms']:.0f} | "
+        lines.append(f"| {r['preset']} | {r['method']} | "
+                     f"{r['world_model'] / 1e6:.2f}M / {r['actor_critic'] / 1e6:.2f}M | {r['mode']} | "
+                     f"{'yes' if r['compile'] else 'no'} | {r['ms_per_step']:.0f} | {r['wm_ms']:.0f} | "
                      f"{r['ac_ms']:.0f} | {r['imagined_steps_per_s']:.0f} |")
     meta = run_meta(quick, batch=b, length=t, steps=steps, device=device_name(device), memory=memory,
                     settings=args.set)
