@@ -274,6 +274,8 @@ def test_frozen_latent_action_model_at_finetuning(kind):
     assert not {"latent_action_nce", "latent_action_commit", "latent_action_kl"} & set(metrics)
     loss.backward()  # the whole fine-tuning loss: nothing reaches the LAM, the action encoder learns
     assert all(g is None for g in lam_grads(fine).values())
+    z, embed, _ = fine.actions.infer(batch)
+    assert not z.requires_grad and not embed.requires_grad  # no graph is built through the fixed LAM
     enc = [p.grad for n, p in fine.named_parameters() if n.startswith("actions.action_encoder.")]
     assert enc and all(g is not None for g in enc) and sum(g.abs().sum() for g in enc) > 0
     fine.zero_grad()

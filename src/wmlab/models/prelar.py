@@ -23,7 +23,7 @@ a commitment loss ``latent_action_commit``), and encoded real actions are unit-n
 The mode follows the data spec at construction: actions in the spec → fine-tuning, none → pretraining.
 By default the LAM keeps learning at fine-tuning (InfoNCE on the new task's frames; the alignment target is
 detached). ``latent_action.freeze=true`` fixes it instead: its parameters take no gradient, it runs in eval mode
-(the Gaussian's mean, a still codebook) without building a graph, and only the alignment term remains.
+(the Gaussian's mean, a still codebook), so it builds no graph, and only the alignment term remains.
 The LAM's parameters (``lam.*``) are named identically in both modes, so a pretrained checkpoint's LAM
 loads into a fine-tuning model; ``action_encoder.*`` exists only in fine-tuning mode.
 
@@ -38,7 +38,6 @@ Shape legend: ``B`` batch, ``T`` time, ``H,W,C`` image, ``E`` frame embedding, `
 from __future__ import annotations
 
 import weakref
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -203,9 +202,8 @@ class LatentActions(ActionInput):
         valid = torch.ones(b, max(t - 1, 0), dtype=torch.bool, device=image.device)
         if "is_first" in batch:  # o_{t+1} starting a new episode is no successor of o_t
             valid = valid & ~batch["is_first"][:, 1:].to(device=image.device, dtype=torch.bool)
-        with torch.no_grad() if self.frozen else nullcontext():
-            embed = self.lam.embed(image)
-            z, commit = self.lam.latent(embed, valid)
+        embed = self.lam.embed(image)  # a fixed LAM (no parameter requires grad) builds no graph here
+        z, commit = self.lam.latent(embed, valid)
         self._cache = (key, z, embed, valid, commit)
         return z, embed, valid, commit
 
