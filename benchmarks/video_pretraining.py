@@ -22,6 +22,7 @@ again, and the result json lists it under ``reused`` instead of timing it.
     python benchmarks/video_pretraining.py --quick               # tiny sizes: proves the pipeline runs
     python benchmarks/video_pretraining.py --methods prelar --no-scratch --name video_pretraining_prelar
     python benchmarks/video_pretraining.py --methods apv --no-scratch --set agent.intrinsic=none --tag nobonus
+    python benchmarks/video_pretraining.py --methods prelar --pretrain-only   # then seeds in parallel, see --work
 
 Writes ``benchmarks/results/video_pretraining.{md,json}`` and the success/return plots beside them
 (``--quick``: ``video_pretraining_quick.*``).
@@ -91,6 +92,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes and budgets: proves the pipeline runs")
     p.add_argument("--no-scratch", action="store_true",
                    help="skip DreamerV2 from scratch (to add a method to a comparison that already has it)")
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="collect and pretrain, then stop: fine-tuning seeds can then run in parallel, one "
+                        "invocation each (with its own --work linking this one's videos and pretrain_<method>)")
     p.add_argument("--name", default=None, help="stem of the result files (default video_pretraining[_quick])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="extra setting of the pretrained methods' fine-tuning runs (repeatable), e.g. "
@@ -103,6 +107,8 @@ def main() -> None:
     bad = [kv for kv in args.settings if "=" not in kv]
     if bad:
         p.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    if args.pretrain_only and not args.methods:
+        p.error("--pretrain-only with no --methods: nothing to pretrain")
     if "_" in args.tag:
         p.error(f"--tag {args.tag!r}: no '_' (run names are <task>_<method>-<tag>_s<seed>)")
     wm, beh = CPU_WORLD_MODEL, CPU_BEHAVIOR
@@ -144,6 +150,9 @@ def main() -> None:
         timed(f"pretrain_{method}_s", "train", "pretrain", f"method={method}", f"data={videos}", f"run_dir={pre}",
               f"trainer.steps={args.pretrain_steps}", f"trainer.ckpt_every={args.pretrain_steps}",
               "trainer.log_every=50", *shape, *kv("model.", wm), log=logs / f"pretrain_{method}.log")
+    if args.pretrain_only:
+        print(f"pretrained {', '.join(f'pretrain_{m}' for m in methods)} under {work}", flush=True)
+        return
     for seed in args.seeds.split(","):
         for method in ([] if args.no_scratch else ["none"]) + methods:
             label = "scratch" if method == "none" else method + (f"-{args.tag}" if args.tag else "")

@@ -404,12 +404,18 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
     # A method added later to the same work folder: collection and the finished runs are not redone, the
     # scratch runs are skipped, and the new steps' timings join the old ones.
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "reach_scratch_s0").rglob("*") if p.is_file()}
-    done = subprocess.run([sys.executable, str(script), "--quick", "--seeds", "0", "--sources", "door-open",
-                           "--methods", "prelar", "--no-scratch", "--name", "added", "--work", str(tmp_path / "work"),
-                           "--out", str(tmp_path / "results")],
-                          capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
+    prelar = [sys.executable, str(script), "--quick", "--seeds", "0", "--sources", "door-open", "--methods", "prelar",
+              "--no-scratch", "--name", "added", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results")]
+    # --pretrain-only stops after pretraining (seeds then fine-tune in parallel); it times the pretraining.
+    done = subprocess.run([*prelar, "--pretrain-only"], capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "work" / "pretrain_prelar" / "checkpoints").is_dir()
+    assert not (tmp_path / "work" / "reach_prelar_s0").exists() and not (tmp_path / "results" / "added.json").exists()
+    assert set(json.loads((tmp_path / "work" / "timings.json").read_text())) == set(timings) | {"pretrain_prelar_s"}
+    done = subprocess.run(prelar, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     added = json.loads((tmp_path / "results" / "added.json").read_text())
+    assert added["reused"] == ["pretrain_prelar"]
     assert set(added["tables"]["eval/success"]) == {"metaworld:reach · prelar · dreamerv2_metaworld"}
     assert set(added["timings_s"]) == set(timings) | {"pretrain_prelar_s", "reach_prelar_s0_s"}
     assert all(added["timings_s"][k] >= v for k, v in timings.items())
@@ -421,6 +427,9 @@ def test_video_pretraining_benchmark_runs_quick(tmp_path):
             "--no-scratch", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results")]
     done = subprocess.run([*base, "--set", "agent.intrinsic=none"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "give --tag too" in done.stderr
+    done = subprocess.run([sys.executable, str(script), "--methods", "", "--pretrain-only", "--work",
+                           str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "nothing to pretrain" in done.stderr and not (tmp_path / "none").exists()
     done = subprocess.run([*base, "--set", "agent.intrinsic=none", "--tag", "nobonus", "--name", "variant"],
                           capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
