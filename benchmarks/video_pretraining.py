@@ -107,7 +107,7 @@ def main() -> None:
     bad = [kv for kv in args.settings if "=" not in kv]
     if bad:
         p.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
-    if args.pretrain_only and not args.methods:
+    if args.pretrain_only and not any(args.methods.split(",")):
         p.error("--pretrain-only with no --methods: nothing to pretrain")
     if "_" in args.tag:
         p.error(f"--tag {args.tag!r}: no '_' (run names are <task>_<method>-<tag>_s<seed>)")
