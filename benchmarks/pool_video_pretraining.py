@@ -13,7 +13,15 @@ in success and in return (the steadier signal where few episodes succeed):
 
 Writes ``<out>.md`` (the table), ``<out>_success.png`` (curves with ±std bands) and ``<out>_runs.csv`` (every
 run's rows, the input of a later pooling). A run found twice (same run name) is an error, not a silent pick, and
-so are runs of several tasks (the ``<task>`` of a run named ``<task>_<method>_s<seed>``): pool one task at a time.
+so are runs of several tasks (the ``<task>`` of a run named ``<task>_<method>_s<seed>``) unless ``--across`` is
+given. ``--across`` pools each task on its own and writes one table across them (``<out>.md``): per task, each
+method's runs averaged over the evaluations against that task's scratch runs, in success and in return; then each
+method's mean over the tasks it ran against scratch's over the same tasks (the form of APV's and PreLAR's
+headline, a mean over tasks), with runs compared and relabelled only within their task
+(``wmlab.eval.stats.stratified_*``):
+
+    python benchmarks/pool_video_pretraining.py --across --earlier benchmarks/results/video_pretraining_frozen_pooled_runs.csv \
+        benchmarks/results/video_pretraining_{bptw,wc,do_frozen}_pooled_runs.csv --out benchmarks/results/video_pretraining_tasks
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ import math
 import re
 from pathlib import Path
 
-from wmlab.eval.stats import permutation_p_value, probability_of_improvement
+from wmlab.eval.stats import (
+    permutation_p_value,
+    probability_of_improvement,
+    stratified_permutation_p_value,
+    stratified_probability_of_improvement,
+)
 
 FIELDS = ["run", "method", "seed", "env_step", "success", "return", "machine"]
 ORDER = ["scratch", "apv", "prelar", "contextwm"]  # table order; other methods follow by name
@@ -130,6 +143,73 @@ def against_cell(method: str, pooled: dict, key: str) -> str:
     return "–" if found is None else f"{found[0]:.2f}, p = {found[1]:.2f}"
 
 
+def across_tasks(pooled: dict[str, dict[str, dict]]) -> list[str]:
+    """The markdown lines of ``--across``: ``pooled`` maps each task to its :func:`pool`."""
+    methods = sorted({m for by_method in pooled.values() for m in by_method},
+                     key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    lines = []
+    for key, what, digits in (("curves", "Success", 2), ("return_curves", "Return", 0)):
+        lines += [f"{what} averaged over each run's evaluations, mean ± std over seeds (seeds; against the task's "
+                  "scratch runs: P(a run beats a scratch run), one-sided permutation p):", "",
+                  "| task | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        for task, by_method in pooled.items():
+            cells = []
+            for method in methods:
+                scores = averages(by_method[method], set(by_method[method]["steps"]), key) if method in by_method else []
+                if not scores:
+                    cells.append("–")
+                    continue
+                cell = f"{sum(scores) / len(scores):.{digits}f} ± {_std(scores):.{digits}f} ({len(scores)}"
+                found = (against_scratch(by_method[method], by_method["scratch"], key)
+                         if method != "scratch" and "scratch" in by_method else None)
+                cells.append(cell + (f"; {found[0]:.2f}, p {found[1]:.2f})" if found else ")"))
+            lines.append(f"| `{task}` | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Mean over the tasks each method ran, against scratch's mean over the same tasks (each task weighs "
+              "alike; P counts pairs of runs of the same task, p relabels runs within their task):", "",
+              "| method | tasks | success: method / scratch | P, p | return: method / scratch | P, p |",
+              "|---|---|---:|---:|---:|---:|"]
+    for method in methods:
+        if method == "scratch":
+            continue
+        success, returns = (against_scratch_across(pooled, method, key) for key in ("curves", "return_curves"))
+        if success is None:
+            lines.append(f"| {method} | – | – | – | – | – |")
+            continue
+        cells = [", ".join(success[0]), f"{success[1]:.2f} / {success[2]:.2f}", _p_cell(*success[3:])]
+        if returns is None:
+            cells += ["–", "–"]
+        else:
+            where = "" if returns[0] == success[0] else f" ({', '.join(returns[0])})"
+            cells += [f"{returns[1]:.0f} / {returns[2]:.0f}{where}", _p_cell(*returns[3:])]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def against_scratch_across(pooled: dict[str, dict[str, dict]], method: str, key: str
+                           ) -> tuple[list[str], float, float, float, float] | None:
+    """``method`` against scratch over the tasks both ran (with ``key`` curves): those tasks, the method's mean
+    over them of its task means, scratch's, the stratified P and p (``None`` where no task has both)."""
+    strata, tasks = [], []
+    for task, by_method in pooled.items():
+        if method not in by_method or "scratch" not in by_method:
+            continue
+        steps = set(by_method[method]["steps"]) & set(by_method["scratch"]["steps"])
+        ours, theirs = averages(by_method[method], steps, key), averages(by_method["scratch"], steps, key)
+        if ours and theirs:
+            strata.append((ours, theirs))
+            tasks.append(task)
+    if not strata:
+        return None
+    return (tasks, sum(sum(x) / len(x) for x, _ in strata) / len(strata),
+            sum(sum(y) / len(y) for _, y in strata) / len(strata),
+            stratified_probability_of_improvement(strata), stratified_permutation_p_value(strata))
+
+
+def _p_cell(improvement: float, p: float) -> str:
+    return f"{improvement:.2f}, p {p:.2f}" if p >= 0.01 else f"{improvement:.2f}, p {p:.3f}"
+
+
 def _std(values: list[float]) -> float:
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))  # population std, as `wmlab compare`
@@ -140,6 +220,8 @@ def main() -> None:
     p.add_argument("results", nargs="*", type=Path, help="result jsons of video_pretraining.py")
     p.add_argument("--earlier", nargs="*", type=Path, default=[], help="csv files of runs recorded earlier")
     p.add_argument("--out", type=Path, required=True, help="stem of the pooled files")
+    p.add_argument("--across", action="store_true",
+                   help="runs of several tasks: one table across them, with each method's mean over tasks")
     args = p.parse_args()
     sources = {path: rows_from_csv(path) for path in args.earlier}
     sources.update({path: rows_from_result(path) for path in args.results})
@@ -150,19 +232,24 @@ def main() -> None:
     for path, found in sources.items():
         for row in found:
             tasks.setdefault(task_of(row["run"]), set()).add(path.name)
-    if len(tasks) > 1:
+    if len(tasks) > 1 and not args.across:
         raise SystemExit("runs of several tasks (" + "; ".join(f"{t}: {', '.join(sorted(files))}" for t, files
-                         in sorted(tasks.items())) + "): pool one task at a time")
-    task = next(iter(tasks))
+                         in sorted(tasks.items())) + "): pool one task at a time, or give --across")
     seen: dict[tuple[str, int], int] = {}
     for row in rows:
         seen[(row["run"], row["env_step"])] = seen.get((row["run"], row["env_step"]), 0) + 1
     twice = sorted({run for (run, _), n in seen.items() if n > 1})
     if twice:
         raise SystemExit(f"run(s) {', '.join(twice)} appear in more than one input; give each run once")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.across:
+        lines = across_tasks({task: pool([r for r in rows if task_of(r["run"]) == task]) for task in sorted(tasks)})
+        args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
+    task = next(iter(tasks))
     pooled = pool(rows)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out.with_name(args.out.name + "_runs.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()

@@ -332,6 +332,48 @@ def test_store_and_collect_benchmarks_record_the_machine(tmp_path):
         assert table[0].endswith("QUICK (not a measurement)") and len(table) >= 2 + len(result["rows"]), name
 
 
+def test_pool_across_tasks_compares_runs_within_their_task(tmp_path):
+    """``pool_video_pretraining.py --across``: a table per task and each method's mean over the tasks it ran
+    against scratch's over the same tasks, relabelling runs only within their task."""
+    from wmlab.eval.stats import stratified_permutation_p_value, stratified_probability_of_improvement
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pool_video_pretraining.py"
+    curves = {  # run: (success at steps 10 and 20, return there or None where the run kept none)
+        "reach_scratch_s0": ((0.0, 0.2), (100, 120)), "reach_scratch_s1": ((0.0, 0.0), (90, 110)),
+        "reach_apv_s0": ((0.2, 0.4), (200, 220)), "reach_apv_s1": ((0.1, 0.3), (150, 170)),
+        "drawer-open_scratch_s0": ((0.0, 0.0), (50, 60)), "drawer-open_scratch_s1": ((0.0, 0.1), (40, 90)),
+        "drawer-open_apv_s0": ((0.1, 0.1), None), "drawer-open_prelar_s0": ((0.2, 0.2), (70, 90)),
+    }
+    lines = ["run,method,seed,env_step,success,return,machine"]
+    for run, (success, ret) in curves.items():
+        _, method, seed = run.rsplit("_", 2)
+        lines += [f"{run},{method},{seed[1:]},{step},{success[i]},{'' if ret is None else ret[i]},here"
+                  for i, step in enumerate((10, 20))]
+    reach, drawer = tmp_path / "reach.csv", tmp_path / "drawer.csv"  # one csv per task, as each task's pooling wrote
+    reach.write_text("\n".join(lines[:9]) + "\n")
+    drawer.write_text("\n".join(lines[:1] + lines[9:]) + "\n")
+    command = [sys.executable, str(script), "--earlier", str(reach), str(drawer), "--out", str(tmp_path / "tasks")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "pool one task at a time, or give --across" in done.stderr
+    done = subprocess.run([*command, "--across"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "tasks.md").read_text().splitlines()
+    assert table[2] == "| task | scratch | apv | prelar |"
+    # Success per task: each run averaged over its evaluations; prelar ran on drawer-open only.
+    assert table[4] == ("| `drawer-open` | 0.03 ± 0.03 (2) | 0.10 ± 0.00 (1; 1.00, p 0.33) | "
+                        "0.20 ± 0.00 (1; 1.00, p 0.33) |")
+    assert table[5] == "| `reach` | 0.05 ± 0.05 (2) | 0.25 ± 0.05 (2; 1.00, p 0.17) | – |"
+    # Return: drawer-open's apv run kept none.
+    assert "| `drawer-open` | 60 ± 5 (2) | – | 80 ± 0 (1; 1.00, p 0.33) |" in table
+    success = [([0.3, 0.2], [0.1, 0.0]), ([0.1], [0.0, 0.05])]  # (apv, scratch) per task: reach, drawer-open
+    improvement, p = stratified_probability_of_improvement(success), stratified_permutation_p_value(success)
+    assert (improvement, round(p, 4)) == (1.0, round(1 / 18, 4))  # 6 × 3 joint relabellings, only the observed
+    apv = next(line for line in table if line.startswith("| apv |"))
+    assert apv == (f"| apv | drawer-open, reach | {(0.25 + 0.1) / 2:.2f} / {(0.05 + 0.025) / 2:.2f} | "
+                   f"1.00, p {p:.2f} | 185 / 105 (reach) | 1.00, p 0.17 |")
+    assert next(line for line in table if line.startswith("| prelar |")).startswith("| prelar | drawer-open | 0.20 / 0.03")
+
+
 def test_video_pretraining_benchmark_runs_quick(tmp_path):
     """The comparison pipeline end to end: expert videos → APV pretraining → scratch and APV fine-tuning →
     curves and the table, with the pretrained weights loaded into the fine-tuned run."""

@@ -576,6 +576,36 @@ def test_run_by_run_statistics_against_hand_counted_cases():
         probability_of_improvement([], [1.0])
 
 
+def test_stratified_statistics_relabel_within_each_stratum():
+    from wmlab.eval.stats import (
+        permutation_p_value,
+        stratified_permutation_p_value,
+        stratified_probability_of_improvement,
+    )
+
+    # One stratum is the two-sample test, sampled or exact.
+    assert stratified_permutation_p_value([([0.3, 0.2], [0.1, 0.0])]) == permutation_p_value([0.3, 0.2], [0.1, 0.0])
+    assert (stratified_permutation_p_value([([1.0] * 3, [0.0] * 3)], limit=10)
+            == permutation_p_value([1.0] * 3, [0.0] * 3, limit=10))
+    # Task A: gaps over its 6 splits are ±0.2 (once each) and ±0.0 (4 ways: ±0.1 mixed); task B: ±1 over 2 splits.
+    # Observed (0.2 + 1) / 2 = 0.6; of the 12 joint relabellings only the observed one reaches it.
+    strata = [([0.3, 0.2], [0.1, 0.0]), ([1.0], [0.0])]
+    assert stratified_permutation_p_value(strata) == pytest.approx(1 / 12)
+    # Each task weighs alike: a large gap in a high-scale task cannot be undone by relabelling across tasks (the
+    # pooled two-sample test, blind to tasks, would mix task B's 500s with task A's 0s and see no gap at all).
+    mixed = [([0.1, 0.2], [0.0, 0.0]), ([500.0, 510.0], [400.0, 410.0])]
+    assert stratified_permutation_p_value(mixed) == pytest.approx(1 / 36)
+    assert permutation_p_value([0.1, 0.2, 500.0, 510.0], [0.0, 0.0, 400.0, 410.0]) > 0.2
+    # Pairs are counted within strata only: A gives 4 wins of 4, B 0 of 1; across tasks it would be different.
+    assert stratified_probability_of_improvement([([0.3, 0.2], [0.1, 0.0]), ([0.0], [1.0])]) == 4 / 5
+    sampled = stratified_permutation_p_value([([1.0] * 3, [0.0] * 3), ([1.0] * 3, [0.0] * 3)], limit=100)
+    assert 0 < sampled < 0.05  # 400 joint splits > 100: sampled; exact would be 1/400
+    with pytest.raises(ValueError, match="at least one stratum"):
+        stratified_permutation_p_value([])
+    with pytest.raises(ValueError, match="at least one score"):
+        stratified_probability_of_improvement([([1.0], [0.0]), ([], [1.0])])
+
+
 def test_compare_against_a_baseline(tmp_path, capsys):
     from wmlab.cli import main
     from wmlab.eval.curves import compare
