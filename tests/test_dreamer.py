@@ -610,10 +610,10 @@ def test_compare_against_a_baseline(tmp_path, capsys):
     from wmlab.cli import main
     from wmlab.eval.curves import compare
 
-    def run(name, method, curve):
+    def run(name, method, curve, env="metaworld:reach"):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "config.yaml").write_text(f"env: metaworld:reach\nmethod: {method}\n")
+        (folder / "config.yaml").write_text(f"env: {env}\nmethod: {method}\n")
         (folder / "run.json").write_text('{"job": "dreamer", "preset": "small"}')
         rows = [{"step": i, "env_step": 1000 * (i + 1), "eval/success": v} for i, v in enumerate(curve)]
         (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -629,6 +629,19 @@ def test_compare_against_a_baseline(tmp_path, capsys):
     # .4 beats both, .1 ties .1 and beats 0: 3.5 of 4; the pooled .4 .1 .1 0 split as far apart 2 ways of 6.
     assert vs["p_improvement"] == 0.875 and vs["p_value"] == pytest.approx(1 / 3)
     assert list(out["versus"]) == ["metaworld:reach · apv · small"]  # the baseline is not compared with itself
+    assert "across_envs" not in out  # one env
+    # A second task: each setting's mean over the envs it ran, runs compared and relabelled within their env.
+    drawer = [run("do_v2_s0", "none", [0.0, 0.0], "metaworld:drawer-open"),
+              run("do_v2_s1", "none", [0.0, 0.1], "metaworld:drawer-open"),
+              run("do_apv_s0", "apv", [0.1, 0.1], "metaworld:drawer-open")]
+    both = compare([*scratch, *apv, *drawer], tmp_path / "c.png", key="eval/success", baseline="scratch")
+    across = both["across_envs"]["apv · small"]
+    assert sorted(across["envs"]) == ["metaworld:drawer-open", "metaworld:reach"]
+    assert across["average"] == pytest.approx((0.25 + 0.1) / 2)
+    assert across["baseline_average"] == pytest.approx((0.05 + 0.025) / 2)
+    assert across["p_improvement"] == pytest.approx((3.5 + 2) / (4 + 2))  # pairs within each env only
+    # Reach's gap 0.2 is reached by 2 of its 6 splits, drawer-open's 0.075 by 1 of 3; their mean by 2 of 18 pairs.
+    assert across["p_value"] == pytest.approx(2 / 18)
     with pytest.raises(ValueError, match="baseline='dreamerv3' names 0 settings of metaworld:reach"):
         compare([*scratch, *apv], tmp_path / "c.png", key="eval/success", baseline="dreamerv3")
     with pytest.raises(ValueError, match="baseline='small' names 2 settings"):

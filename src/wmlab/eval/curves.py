@@ -26,6 +26,9 @@ policy's return (:mod:`wmlab.eval.scores`) as a dotted line where the runs play 
 ``baseline=<part of a label>`` compares every other setting's runs with that one's, run by run (:func:`versus`):
 
     wmlab compare runs/mw_* key=eval/success baseline=scratch out=results/drawer_open.png
+
+With runs of several envs, ``"across_envs"`` also gives each setting's mean over the envs it ran against the
+baseline's over the same envs, runs compared and relabelled within their env (:func:`across_envs`).
 """
 
 from __future__ import annotations
@@ -192,7 +195,8 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     ``reference=`` adds the published curves of the runs' envs from a scores file (see the module doc); the
     result then also holds, per reference curve, its round nearest to the last step the runs of its env reached.
     ``baseline=`` (a part of a label: ``scratch``, a preset, ``actor.grad=dynamics``) adds ``"versus"``: each
-    other setting's runs against the baseline's of the same env (:func:`versus`).
+    other setting's runs against the baseline's of the same env (:func:`versus`), and with runs of several envs
+    ``"across_envs"``: each setting over the envs it ran (:func:`across_envs`).
     """
     if not runs:
         raise ValueError("compare needs at least one run folder")
@@ -275,6 +279,8 @@ def compare(runs: Sequence[str | Path], out: str | Path, key: str = "eval/return
     result = {"plot": str(out), "points": str(out.with_suffix(".csv")), "final": table}
     if baseline is not None:
         result["versus"] = versus(groups, baseline)
+        if len({label.split(" · ")[0] for label in groups}) > 1:
+            result["across_envs"] = across_envs(result["versus"])
     if refs:
         result["reference"] = ref_table
     if randoms:
@@ -317,8 +323,30 @@ def versus(groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], baseline: str
                             "baseline_average": float(np.mean(theirs)), "baseline_std": float(np.std(theirs)),
                             "runs": len(ours), "baseline_runs": len(theirs),
                             "p_improvement": probability_of_improvement(ours, theirs),
-                            "p_value": permutation_p_value(ours, theirs)}
+                            "p_value": permutation_p_value(ours, theirs), "scores": ours, "baseline_scores": theirs}
     return found
+
+
+def across_envs(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """:func:`versus`'s comparisons gathered over envs, per setting (a label without its env): the mean over the
+    envs it ran of its runs' average, the baseline's mean over the same envs, each env weighing alike, and the
+    probability of improvement and permutation p-value with runs compared and relabelled only within their env
+    (:func:`wmlab.eval.stats.stratified_permutation_p_value`), the form of a headline averaged over tasks."""
+    from wmlab.eval.stats import stratified_permutation_p_value, stratified_probability_of_improvement
+
+    by_setting: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for label, vs in found.items():
+        env, *setting = label.split(" · ")
+        by_setting.setdefault(" · ".join(setting), []).append((env, vs))
+    across = {}
+    for setting, members in by_setting.items():
+        strata = [(vs["scores"], vs["baseline_scores"]) for _, vs in members]
+        across[setting] = {"envs": [env for env, _ in members],
+                           "average": float(np.mean([vs["average"] for _, vs in members])),
+                           "baseline_average": float(np.mean([vs["baseline_average"] for _, vs in members])),
+                           "p_improvement": stratified_probability_of_improvement(strata),
+                           "p_value": stratified_permutation_p_value(strata)}
+    return across
 
 
 def _random_baselines(runs: Sequence[str | Path]) -> dict[str, dict[str, float]]:
