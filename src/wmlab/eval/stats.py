@@ -66,11 +66,8 @@ def stratified_permutation_p_value(strata: Sequence[tuple[Sequence[float], Seque
     if math.prod(math.comb(n + m, n) for _, n, m, _ in groups) <= limit:
         gaps = [[gap(sum(split), n, m, total) for split in itertools.combinations(pooled, n)]
                 for pooled, n, m, total in groups]
-        hits = total_splits = 0
-        for combo in itertools.product(*gaps):
-            hits += sum(combo) / k >= observed
-            total_splits += 1
-        return hits / total_splits
+        hits = sum(sum(combo) / k >= observed for combo in itertools.product(*gaps))
+        return hits / math.prod(len(g) for g in gaps)
     rng = random.Random(seed)
     hits = sum(sum(gap(sum(rng.sample(pooled, n)), n, m, total) for pooled, n, m, total in groups) / k >= observed
                for _ in range(limit))
